@@ -1,0 +1,171 @@
+"""`mlops`: the user's handle on the platform. Each subcommand is a thin shell over the library."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from mlops.settings import get_settings
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    """Validate project YAMLs: every error, with file:line:column, field and a hint; exit 1 on any."""
+    from mlops.config import load_projects, project_files
+
+    paths: list[Path] = []
+    for raw in args.paths or [str(get_settings().projects_dir)]:
+        path = Path(raw)
+        if path.is_dir():
+            paths.extend(project_files(path))
+        elif path.exists():
+            paths.append(path)
+        else:
+            print(f"{path}: no such file or directory", file=sys.stderr)
+            return 2
+    configs, errors = load_projects(paths)
+    for path in paths:
+        if path in errors:
+            for error in errors[path]:
+                print(error.format())
+        elif not args.quiet:
+            print(f"{path}: ok ({configs[path].dag_id})")
+    count = sum(len(e) for e in errors.values())
+    print(f"{len(paths)} file(s), {len(errors)} invalid, {count} error(s)", file=sys.stderr)
+    return 1 if errors else 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    """Write the project JSON Schema (for editor completion) to projects/schema.json."""
+    from mlops.config.schema import json_schema
+
+    out = Path(args.output or get_settings().projects_dir / "schema.json")
+    out.write_text(json.dumps(json_schema(), indent=2) + "\n")
+    print(f"wrote {out}")
+    return 0
+
+
+def cmd_families(args: argparse.Namespace) -> int:
+    from mlops.training.families import family_names, get_family
+
+    for name in family_names():
+        family = get_family(name)
+        techniques = ", ".join(sorted(family.supported_techniques)) or "-"
+        print(f"{name:16} metrics: {', '.join(family.metrics):28} techniques: {techniques}\n  {family.description}")
+    return 0
+
+
+def cmd_init_project(args: argparse.Namespace) -> int:
+    """Configure DVC for a project now (its data made, tracked and pushed) instead of at first run."""
+    from mlops.config import load_project
+    from mlops.data.project_data import ensure_project_data
+
+    settings = get_settings()
+    path = Path(args.name) if args.name.endswith((".yaml", ".yml")) else settings.projects_dir / f"{args.name}.yaml"
+    config = load_project(path)
+    result = ensure_project_data(
+        settings, config.name, config.model.family, config.data.num_samples, config.data.seed,
+        config.model.hyperparameters, config.data.version,
+    )
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from mlops import services
+
+    settings = get_settings()
+    _migrate(settings)
+    pids = services.up(settings)
+    for name, pid in pids.items():
+        print(f"{name:14} pid {pid}")
+    print(f"Airflow UI: http://{settings.bind_host}:8080  (user admin, password in "
+          f"{settings.home / 'airflow' / 'simple_auth_manager_passwords.json.generated'})")
+    print(f"MLflow UI:  http://{settings.bind_host}:{settings.mlflow_port}")
+    return 0
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    from mlops import services
+
+    stopped = services.down(get_settings())
+    print("stopped: " + (", ".join(stopped) or "nothing was running"))
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from mlops import services
+
+    for name, pid in services.status(get_settings()).items():
+        print(f"{name:14} {'running, pid ' + str(pid) if pid else 'stopped'}")
+    return 0
+
+
+def _migrate(settings) -> None:
+    from mlops.airflow_env import airflow_environment
+
+    subprocess.run([str(Path(sys.executable).with_name("airflow")), "db", "migrate"], env=airflow_environment(settings),
+                   check=True, stdout=subprocess.DEVNULL)
+
+
+def cmd_airflow(args: argparse.Namespace) -> int:
+    """Run any Airflow command with the platform's environment (AIRFLOW_HOME, state, secrets)."""
+    from mlops.airflow_env import airflow_environment
+
+    env = airflow_environment(get_settings())
+    binary = str(Path(sys.executable).with_name("airflow"))
+    os.execve(binary, [binary, *args.airflow_args], env)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from mlops.demo import run_demo
+
+    return run_demo(get_settings(), args.project)
+
+
+def cmd_hardware(argv: list[str]) -> int:
+    from mlops.hardware.cli import main
+
+    return main(argv)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mlops", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("validate", help="validate project YAMLs")
+    p.add_argument("paths", nargs="*", help="files or folders (default: projects/)")
+    p.add_argument("-q", "--quiet", action="store_true", help="print errors only")
+    p.set_defaults(func=cmd_validate)
+    p = sub.add_parser("schema", help="export the project JSON Schema")
+    p.add_argument("--output")
+    p.set_defaults(func=cmd_schema)
+    sub.add_parser("families", help="list the model families").set_defaults(func=cmd_families)
+    p = sub.add_parser("init-project", help="set up a project's DVC data now")
+    p.add_argument("name", help="project name (projects/NAME.yaml) or a YAML path")
+    p.set_defaults(func=cmd_init_project)
+    sub.add_parser("hardware", help="print the hardware probe (see `mlops hardware -h`)", add_help=False)
+    sub.add_parser("up", help="start Airflow and MLflow on 127.0.0.1").set_defaults(func=cmd_up)
+    sub.add_parser("down", help="stop what `up` started").set_defaults(func=cmd_down)
+    sub.add_parser("status", help="which services run").set_defaults(func=cmd_status)
+    p = sub.add_parser("airflow", help="run an Airflow command with the platform's environment")
+    p.add_argument("airflow_args", nargs=argparse.REMAINDER)
+    p.set_defaults(func=cmd_airflow)
+    p = sub.add_parser("demo", help="run one project's full lifecycle and print a summary")
+    p.add_argument("project", nargs="?", default="quantized_optimization")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["hardware"]:
+        return cmd_hardware(argv[1:])
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

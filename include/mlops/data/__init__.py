@@ -1,0 +1,1 @@
+"""Project data and model artifacts, versioned with DVC in one shared workspace."""

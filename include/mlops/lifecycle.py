@@ -1,0 +1,40 @@
+"""The lifecycle plan: which steps a project runs, in which order. Pure data, no Airflow.
+
+A step's name is its task id, the name of the library function it calls and (in
+CamelCase) of its operator, so a reader goes from a DAG task to its code in one hop.
+Only steps that have a real operator appear; later features add build, deploy, drift.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mlops.config.schema import ProjectConfig
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    doc: str
+    trigger_rule: str = "all_success"
+
+
+def lifecycle_plan(config: ProjectConfig) -> list[Step]:
+    """The ordered steps of `<project>__lifecycle`, each depending on the one before."""
+    metric = config.evaluation.metric or "the family's first metric"
+    gate = (
+        f"registers only if {metric} meets {config.evaluation.threshold}"
+        if config.evaluation.threshold is not None
+        else "no threshold set: every evaluated model is registered"
+    )
+    return [
+        Step("pull_data", "Generate or fetch the project's data and pin its DVC version."),
+        Step("train", f"Train the `{config.model.family}` MLX model, tracked in MLflow."),
+        Step("evaluate", "Re-score the saved model on the held-out split."),
+        Step("register", f"Register the model version with its tags; {gate}."),
+        Step(
+            "version_artifacts",
+            "Version the model folder with DVC and push it (also for models not registered).",
+            trigger_rule="none_failed",
+        ),
+    ]

@@ -1,0 +1,128 @@
+"""Start, stop and list the platform's services (`mlops up / down / status`).
+
+Each service is a real server process (Airflow's api-server, scheduler, dag-processor,
+triggerer; the MLflow tracking server) started in its own session with its log and PID
+file under `<state>/run/`; stopping sends TERM to its process group, then KILL.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from mlops.airflow_env import airflow_environment
+from mlops.settings import Settings
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    argv: list[str]
+    health_url: str | None
+
+
+def _bin(name: str) -> str:
+    return str(Path(sys.executable).with_name(name))
+
+
+def platform_services(settings: Settings) -> list[Service]:
+    host = settings.bind_host
+    mlflow_root = settings.home / "mlflow"
+    return [
+        Service(
+            "mlflow",
+            [
+                _bin("mlflow"), "server", "--host", host, "--port", str(settings.mlflow_port),
+                "--backend-store-uri", f"sqlite:///{mlflow_root / 'mlflow.db'}",
+                "--artifacts-destination", str(mlflow_root / "artifacts"), "--workers", "1",
+            ],
+            f"http://{host}:{settings.mlflow_port}/health",
+        ),
+        Service("api-server", [_bin("airflow"), "api-server", "--host", host, "--port", "8080"], f"http://{host}:8080/api/v2/monitor/health"),
+        # --skip-serve-logs: the log server would listen on all interfaces.
+        Service("scheduler", [_bin("airflow"), "scheduler", "--skip-serve-logs"], None),
+        Service("dag-processor", [_bin("airflow"), "dag-processor"], None),
+        Service("triggerer", [_bin("airflow"), "triggerer", "--skip-serve-logs"], None),
+    ]
+
+
+def _pid_file(settings: Settings, name: str) -> Path:
+    return settings.run_dir / f"{name}.pid"
+
+
+def running_pid(settings: Settings, name: str) -> int | None:
+    try:
+        pid = int(_pid_file(settings, name).read_text())
+        os.kill(pid, 0)
+        return pid
+    except (OSError, ValueError):
+        return None
+
+
+def start(settings: Settings, service: Service, env: dict[str, str]) -> int:
+    if (pid := running_pid(settings, service.name)) is not None:
+        return pid
+    settings.run_dir.mkdir(parents=True, exist_ok=True)
+    log = open(settings.run_dir / f"{service.name}.log", "ab")
+    process = subprocess.Popen(service.argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    _pid_file(settings, service.name).write_text(str(process.pid))
+    return process.pid
+
+
+def wait_healthy(url: str, timeout: float = 120.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - loopback URL
+                if response.status == 200:
+                    return True
+        except OSError:
+            pass
+        time.sleep(1)
+    return False
+
+
+def stop(settings: Settings, name: str, timeout: float = 20.0) -> bool:
+    pid = running_pid(settings, name)
+    _pid_file(settings, name).unlink(missing_ok=True)
+    if pid is None:
+        return False
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return False
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.2)
+    os.killpg(pid, signal.SIGKILL)
+    return True
+
+
+def up(settings: Settings) -> dict[str, int]:
+    """Start every service (the MLflow server first) and wait for the HTTP ones to be healthy."""
+    env = airflow_environment(settings)
+    env["MLOPS_TRACKING_URI"] = f"http://{settings.bind_host}:{settings.mlflow_port}"
+    pids = {}
+    for service in platform_services(settings):
+        pids[service.name] = start(settings, service, env)
+        if service.health_url and not wait_healthy(service.health_url):
+            raise RuntimeError(f"{service.name} did not become healthy at {service.health_url}; see {settings.run_dir / (service.name + '.log')}")
+    return pids
+
+
+def down(settings: Settings) -> list[str]:
+    return [s.name for s in reversed(platform_services(settings)) if stop(settings, s.name)]
+
+
+def status(settings: Settings) -> dict[str, int | None]:
+    return {s.name: running_pid(settings, s.name) for s in platform_services(settings)}

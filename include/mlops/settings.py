@@ -1,0 +1,67 @@
+"""Where every process finds the platform's state, services and remotes.
+
+One object, read from the environment with documented defaults, so no module reads
+`os.environ` on its own. Defaults are the embedded, one-laptop setup: everything under
+`<repo>/.mlops` (gitignored), services on 127.0.0.1.
+
+| variable               | default                                   | meaning                                   |
+|------------------------|-------------------------------------------|-------------------------------------------|
+| MLOPS_HOME             | <repo>/.mlops                             | state folder (DB, logs, DVC, MLflow)      |
+| MLOPS_PROJECTS_DIR     | <repo>/projects                           | where project YAMLs live                  |
+| MLOPS_TRACKING_URI     | sqlite:///$MLOPS_HOME/mlflow/mlflow.db    | MLflow tracking + registry store          |
+| MLOPS_ARTIFACTS_URI    | $MLOPS_HOME/mlflow/artifacts              | MLflow artifact root (file store default) |
+| MLOPS_DVC_REMOTE       | $MLOPS_HOME/dvc-remote                    | DVC remote URL (folder, s3://, gs://, azure://) |
+| MLOPS_DVC_REMOTE_ENDPOINT | (unset)                                | S3-compatible endpoint URL (MinIO, moto)  |
+| MLOPS_MLFLOW_PORT      | 5000                                      | port `mlops up` gives the MLflow server   |
+| MLOPS_BIND_HOST        | 127.0.0.1                                 | address every server binds to             |
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    projects_dir: Path
+    tracking_uri: str
+    artifacts_uri: str
+    dvc_remote: str
+    dvc_remote_endpoint: str | None
+    mlflow_port: int
+    bind_host: str
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+        env = dict(os.environ if env is None else env)
+        home = Path(env.get("MLOPS_HOME") or REPO_ROOT / ".mlops").resolve()
+        return cls(
+            home=home,
+            projects_dir=Path(env.get("MLOPS_PROJECTS_DIR") or REPO_ROOT / "projects").resolve(),
+            tracking_uri=env.get("MLOPS_TRACKING_URI") or f"sqlite:///{home / 'mlflow' / 'mlflow.db'}",
+            artifacts_uri=env.get("MLOPS_ARTIFACTS_URI") or str(home / "mlflow" / "artifacts"),
+            dvc_remote=env.get("MLOPS_DVC_REMOTE") or str(home / "dvc-remote"),
+            dvc_remote_endpoint=env.get("MLOPS_DVC_REMOTE_ENDPOINT") or None,
+            mlflow_port=int(env.get("MLOPS_MLFLOW_PORT") or 5000),
+            bind_host=env.get("MLOPS_BIND_HOST") or "127.0.0.1",
+        )
+
+    @cached_property
+    def dvc_workspace(self) -> Path:
+        """The one DVC repository every project's data and models live in."""
+        return self.home / "dvc"
+
+    @cached_property
+    def run_dir(self) -> Path:
+        """PID files and logs of the services `mlops up` starts."""
+        return self.home / "run"
+
+
+def get_settings() -> Settings:
+    return Settings.from_env()

@@ -1,0 +1,84 @@
+"""Connect to MLflow: one experiment per project, and a fail-fast reachability check.
+
+MLflow's HTTP client retries a dead server for minutes before it raises; a task should
+instead fail at once with the address and what to do, so `ensure_reachable` probes
+`/health` with a short timeout before any run starts.
+"""
+
+from __future__ import annotations
+
+import os
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mlops.settings import Settings
+
+
+class TrackingUnavailable(RuntimeError):
+    """The MLflow tracking server cannot be reached."""
+
+
+def ensure_reachable(tracking_uri: str, timeout: float = 5.0) -> None:
+    if not tracking_uri.startswith(("http://", "https://")):
+        return
+    url = tracking_uri.rstrip("/") + "/health"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - URL from settings
+            if response.status == 200:
+                return
+            problem = f"HTTP {response.status}"
+    except urllib.error.HTTPError as exc:
+        problem = f"HTTP {exc.code}"
+    except (urllib.error.URLError, OSError) as exc:
+        problem = str(getattr(exc, "reason", exc))
+    raise TrackingUnavailable(
+        f"MLflow tracking server {tracking_uri} is unreachable ({problem}); "
+        "start it with `mlops up` or point MLOPS_TRACKING_URI at a running server"
+    )
+
+
+def configure(settings: Settings) -> None:
+    """Point this process's MLflow client at the platform's store."""
+    import mlflow
+
+    # A monorepo's uv.lock is not the model's environment; and nothing leaves the machine.
+    os.environ.setdefault("MLFLOW_LOG_UV_FILES", "false")
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
+    if settings.tracking_uri.startswith("sqlite:///"):
+        Path(settings.tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    ensure_reachable(settings.tracking_uri)
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    mlflow.set_registry_uri(settings.tracking_uri)
+
+
+def ensure_experiment(settings: Settings, project: str, tags: dict[str, str]) -> str:
+    """The project's experiment id (named after the project), created with its tags on first use."""
+    import mlflow
+
+    experiment = mlflow.get_experiment_by_name(project)
+    if experiment is not None:
+        return experiment.experiment_id
+    # A local store needs an explicit artifact root (MLflow would use ./mlruns of the cwd);
+    # a tracking server decides its own.
+    location = None
+    if not settings.tracking_uri.startswith(("http://", "https://")):
+        location = Path(settings.artifacts_uri, project).resolve().as_uri()
+    try:
+        return mlflow.create_experiment(project, artifact_location=location, tags=tags)
+    except mlflow.exceptions.MlflowException:  # created by a concurrent task meanwhile
+        return mlflow.get_experiment_by_name(project).experiment_id
+
+
+def tag_run(settings: Settings, run_id: str, tags: dict[str, str]) -> None:
+    """Add tags to an existing run (e.g. the DVC version of its model, known only later)."""
+    from mlflow import MlflowClient
+
+    configure(settings)
+    client = MlflowClient()
+    for key, value in tags.items():
+        client.set_tag(run_id, key, value)

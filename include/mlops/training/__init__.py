@@ -1,0 +1,1 @@
+"""MLX training: model families (a registry), the trainer loop and its metrics."""

@@ -1,0 +1,43 @@
+"""What every lifecycle operator shares: the project it works for and the hook it uses."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+
+if TYPE_CHECKING:
+    from mlops.config.schema import ProjectConfig
+    from mlops.settings import Settings
+
+
+class ProjectOperator(BaseOperator):
+    """Base of the lifecycle operators: holds the project's validated config as a plain dict."""
+
+    template_fields: Sequence[str] = ()
+    ui_color = "#e8f1fb"
+
+    def __init__(
+        self,
+        *,
+        project: dict[str, Any],
+        mlflow_conn_id: str = "mlflow_default",
+        dvc_conn_id: str = "dvc_default",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.project = project
+        self.mlflow_conn_id = mlflow_conn_id
+        self.dvc_conn_id = dvc_conn_id
+
+    @property
+    def config(self) -> ProjectConfig:
+        from mlops.config.schema import ProjectConfig
+
+        return ProjectConfig.model_validate(self.project)
+
+    def settings(self) -> Settings:
+        from operators.hooks import MLOpsHook
+
+        return MLOpsHook(mlflow_conn_id=self.mlflow_conn_id, dvc_conn_id=self.dvc_conn_id).get_settings()

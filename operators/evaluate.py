@@ -1,0 +1,30 @@
+"""MLXEvaluateOperator: re-score the trained model and decide whether it may be registered."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from operators.base import ProjectOperator
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+
+class MLXEvaluateOperator(ProjectOperator):
+    template_fields: Sequence[str] = ("data", "training")
+
+    def __init__(self, *, data: Any, training: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.data = data
+        self.training = training
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from mlops.training.evaluate import evaluate_model
+
+        result = evaluate_model(
+            self.settings(), self.config, self.data["path"], self.training["run_id"], self.training["model_dir"]
+        )
+        verdict = "passes" if result["passed"] else "FAILS"
+        self.log.info("%s = %.4f %s threshold %s", result["metric"], result["value"], verdict, result["threshold"])
+        return result

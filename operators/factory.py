@@ -1,0 +1,124 @@
+"""The DAG factory: the only code that knows both the lifecycle plan and Airflow.
+
+`collect_project_dags` turns every project YAML into its `<name>__lifecycle` DAG and
+returns the errors of the files that could not be turned, so one broken YAML never
+hides another project's DAG (the loaders in dags/ decide how errors are surfaced).
+Operators are imported here; they import Airflow's SDK only, never the ML stack.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from airflow.sdk import DAG
+
+    from mlops.config import ConfigError, ProjectConfig
+
+START_DATE = datetime(2026, 1, 1, tzinfo=timezone.utc)
+
+
+def _doc_md(config: ProjectConfig, source: Path) -> str:
+    from mlops.lifecycle import lifecycle_plan
+
+    steps = "\n".join(f"{i}. **{s.name}**: {s.doc}" for i, s in enumerate(lifecycle_plan(config), 1))
+    return textwrap.dedent(
+        f"""\
+        # {config.name}
+
+        {config.description or '(no description in the YAML)'}
+
+        - owner: {config.owner}; priority: {config.priority}; model family: `{config.model.family}`
+        - techniques: {', '.join(config.training.techniques) or 'none'}
+        - defined in `{source}`
+
+        ## Steps
+        """
+    ) + steps
+
+
+def build_lifecycle_dag(config: ProjectConfig, source: Path) -> DAG:
+    """The project's lifecycle DAG, one task per step of `mlops.lifecycle.lifecycle_plan`."""
+    from airflow.sdk import DAG, Param
+
+    from mlops.lifecycle import lifecycle_plan
+    from operators.dvc import DVCPullOperator, DVCVersionArtifactsOperator
+    from operators.evaluate import MLXEvaluateOperator
+    from operators.mlflow_register import MLflowRegisterOperator
+    from operators.mlx_train import MLXTrainOperator
+
+    project = config.model_dump(mode="json")
+    default_args = {
+        "owner": config.owner,
+        "retries": config.retries,
+        "retry_delay": timedelta(seconds=10),
+        "retry_exponential_backoff": 2.0,
+        "max_retry_delay": timedelta(minutes=10),
+        "priority_weight": config.priority,
+        "weight_rule": "absolute",
+    }
+    steps = {s.name: s for s in lifecycle_plan(config)}
+    with DAG(
+        dag_id=config.dag_id,
+        description=(config.description or f"Lifecycle of {config.name}")[:200],
+        schedule=config.schedule,
+        start_date=START_DATE,
+        catchup=False,
+        max_active_runs=1,
+        tags=[config.name, "mlops", *config.tags],
+        auto_register=False,  # the loader exports DAGs by name; see dags/project_errors.py
+        doc_md=_doc_md(config, source),
+        default_args=default_args,
+        params={
+            "data_version": Param(
+                config.data.version,
+                type=["null", "string"],
+                description="DVC data version (content hash) to train on; empty = the YAML's or the latest.",
+            )
+        },
+    ) as dag:
+        def common(name: str) -> dict:
+            return {"task_id": name, "project": project, "doc_md": steps[name].doc, "trigger_rule": steps[name].trigger_rule}
+
+        pull_data = DVCPullOperator(version="{{ params.data_version or '' }}", **common("pull_data"))
+        train = MLXTrainOperator(data=pull_data.output, **common("train"))
+        evaluate = MLXEvaluateOperator(data=pull_data.output, training=train.output, **common("evaluate"))
+        register = MLflowRegisterOperator(training=train.output, evaluation=evaluate.output, **common("register"))
+        version_artifacts = DVCVersionArtifactsOperator(training=train.output, **common("version_artifacts"))
+        pull_data >> train >> evaluate >> register >> version_artifacts
+    return dag
+
+
+@dataclass
+class ProjectDags:
+    dags: dict[str, DAG] = field(default_factory=dict)
+    errors: dict[Path, list[str]] = field(default_factory=dict)
+
+    def error_report(self) -> str:
+        lines = [f"{len(self.errors)} project file(s) could not become DAGs; the other projects' DAGs are loaded."]
+        for path, messages in sorted(self.errors.items()):
+            lines.extend(f"  {m}" for m in messages)
+        lines.append("Check them locally with: mlops validate " + " ".join(str(p) for p in sorted(self.errors)))
+        return "\n".join(lines)
+
+
+def collect_project_dags(projects_dir: Path | None = None) -> ProjectDags:
+    """Every valid project's DAG, and located errors for every file that is not valid."""
+    from mlops.config import load_projects, project_files
+    from mlops.settings import get_settings
+
+    directory = projects_dir or get_settings().projects_dir
+    result = ProjectDags()
+    configs, errors = load_projects(project_files(directory))
+    for path, config_errors in errors.items():
+        result.errors[path] = [e.format() for e in config_errors]
+    for path, config in configs.items():
+        try:
+            result.dags[config.dag_id] = build_lifecycle_dag(config, path)
+        except Exception as exc:  # a factory failure for one project must not hide the others
+            result.errors[path] = [f"{path}: building the DAG failed: {type(exc).__name__}: {exc}"]
+    return result

@@ -1,0 +1,40 @@
+"""MLXTrainOperator: train a project's MLX model on a pinned data version, tracked in MLflow."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from operators.base import ProjectOperator
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+
+class MLXTrainOperator(ProjectOperator):
+    """:param data: the `pull_data` result (path + version), usually `pull_data.output`."""
+
+    template_fields: Sequence[str] = ("data",)
+    ui_color = "#fde9d9"
+
+    def __init__(self, *, data: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.data = data
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from mlops.training.trainer import train_project
+
+        ti = context["ti"]
+        result = train_project(
+            self.settings(),
+            self.config,
+            data_path=self.data["path"],
+            data_version=self.data["version"],
+            run_tags={
+                "airflow.dag_id": ti.dag_id,
+                "airflow.run_id": ti.run_id,
+                "airflow.try_number": str(ti.try_number),
+            },
+        )
+        self.log.info("MLflow run %s on %s: %s", result["run_id"], result["device"], result["metrics"])
+        return result

@@ -1,0 +1,47 @@
+"""Test-wide isolation: a throwaway state folder, and the platform's Airflow environment.
+
+Set before anything imports Airflow or MLflow, so no test touches the developer's
+`.mlops/`, `~/airflow` or a real server.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+_STATE = Path(tempfile.mkdtemp(prefix="mlops-test-"))
+os.environ["MLOPS_HOME"] = str(_STATE)
+os.environ.pop("MLOPS_TRACKING_URI", None)
+os.environ.pop("MLOPS_DVC_REMOTE", None)
+os.environ.pop("MLOPS_PROJECTS_DIR", None)
+os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
+os.environ["MLFLOW_LOG_UV_FILES"] = "false"
+
+from mlops.airflow_env import airflow_environment  # noqa: E402
+from mlops.settings import get_settings  # noqa: E402
+
+os.environ.update(airflow_environment(get_settings()))
+
+
+def pytest_sessionfinish(session, exitstatus):
+    shutil.rmtree(_STATE, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> Path:
+    """A migrated Airflow metadata DB (SQLite in the test state folder)."""
+    airflow = str(Path(sys.executable).with_name("airflow"))
+    subprocess.run([airflow, "db", "migrate"], check=True, stdout=subprocess.DEVNULL, env=os.environ.copy())
+    return _STATE / "airflow" / "airflow.db"
+
+
+@pytest.fixture
+def state_dir() -> Path:
+    return _STATE

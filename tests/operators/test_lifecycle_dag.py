@@ -1,0 +1,110 @@
+"""The lifecycle operators run for real in `dag.test()`: DVC data, MLX training, MLflow registry."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mlops.config import parse_project_text
+from mlops.settings import get_settings
+
+PROJECT = """\
+name: {name}
+owner: test-team
+tags: [smoke]
+data:
+  num_samples: 512
+model:
+  family: mlp_classifier
+training:
+  epochs: 2
+  techniques: [quantization]
+evaluation:
+  metric: accuracy
+  threshold: {threshold}
+"""
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def run_lifecycle(name: str, threshold: float, tmp_path: Path, monkeypatch):
+    """Drop the YAML into a projects folder, load its DAG from dags/ as Airflow does, `dag.test()` it."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    (tmp_path / f"{name}.yaml").write_text(PROJECT.format(name=name, threshold=threshold))
+    monkeypatch.setenv("MLOPS_PROJECTS_DIR", str(tmp_path))
+    dag = DagBag(dag_folder=str(REPO / "dags" / "project_lifecycles.py")).get_dag(f"{name}__lifecycle")
+    run = dag.test()
+    return dag, run, {ti.task_id: ti for ti in run.get_task_instances()}
+
+
+def test_lifecycle_registers_a_tagged_model(airflow_db, tmp_path: Path, monkeypatch):
+    from mlflow import MlflowClient
+
+    dag, run, tis = run_lifecycle("smoke_ok", 0.3, tmp_path, monkeypatch)
+    assert {t: ti.state for t, ti in tis.items()} == {
+        "pull_data": "success", "train": "success", "evaluate": "success",
+        "register": "success", "version_artifacts": "success",
+    }
+    training = tis["train"].xcom_pull(task_ids="train")
+    registered = tis["register"].xcom_pull(task_ids="register")
+    data = tis["pull_data"].xcom_pull(task_ids="pull_data")
+
+    client = MlflowClient(get_settings().tracking_uri)
+    mlflow_run = client.get_run(training["run_id"])
+    experiment = client.get_experiment(mlflow_run.info.experiment_id)
+    assert experiment.name == "smoke_ok" and experiment.tags["mlops.project"] == "smoke_ok"
+    tags, params, metrics = mlflow_run.data.tags, mlflow_run.data.params, mlflow_run.data.metrics
+    assert tags["mlops.data_version"] == data["version"] and params["data_version"] == data["version"]
+    assert tags["technique.quantization"] == "true" and tags["mlops.device"] in ("cpu", "gpu")
+    assert tags["mlops.model_dvc_version"].endswith(".dir")
+    assert params["hw.mlx_version"] and params["hw.chip"]
+    for key in ("accuracy", "eval_accuracy", "mlx_peak_memory_bytes", "samples_per_second", "step_time_ms", "val_accuracy"):
+        assert key in metrics, key
+    history = client.get_metric_history(training["run_id"], "val_accuracy")
+    assert [m.step for m in history] == [0, 1]  # one point per epoch
+
+    version = client.get_model_version("smoke_ok", str(registered["version"]))
+    assert version.run_id == training["run_id"]
+    for key in ("project", "model_family", "techniques", "mlx_version", "dtype", "memory_footprint_bytes", "device_trained_on"):
+        assert version.tags[key], key
+    assert version.tags["dtype"].startswith("int") and version.tags["techniques"] == "quantization"
+
+
+def test_register_is_idempotent_on_retry(airflow_db, tmp_path: Path, monkeypatch):
+    from mlops.tracking.registry import register_run_model
+
+    _, _, tis = run_lifecycle("smoke_retry", 0.0, tmp_path, monkeypatch)
+    training = tis["train"].xcom_pull(task_ids="train")
+    first = tis["register"].xcom_pull(task_ids="register")
+    again = register_run_model(get_settings(), "smoke_retry", training["run_id"], training["model_uri"], {})
+    assert (again["version"], again["created"]) == (first["version"], False)
+
+
+def test_threshold_not_met_skips_registration_but_versions_artifacts(airflow_db, tmp_path: Path, monkeypatch):
+    from mlflow import MlflowClient
+
+    _, run, tis = run_lifecycle("smoke_gate", 1.01, tmp_path, monkeypatch)
+    assert tis["evaluate"].state == "success" and tis["register"].state == "skipped"
+    assert tis["version_artifacts"].state == "success"
+    training = tis["train"].xcom_pull(task_ids="train")
+    client = MlflowClient(get_settings().tracking_uri)
+    assert client.get_run(training["run_id"]).data.tags["mlops.evaluation"] == "failed"
+    assert client.search_model_versions("name = 'smoke_gate'") == []
+
+
+def test_mlflow_unreachable_fails_training_clearly(tmp_path: Path, monkeypatch):
+    import socket
+
+    from mlops.training.trainer import train_project
+    from mlops.tracking.client import TrackingUnavailable
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("MLOPS_TRACKING_URI", f"http://127.0.0.1:{port}")
+    config = parse_project_text(PROJECT.format(name="smoke_down", threshold=0), "x.yaml")
+    with pytest.raises(TrackingUnavailable, match=f"127.0.0.1:{port} is unreachable.*mlops up"):
+        train_project(get_settings(), config, data_path=str(tmp_path), data_version="none")
