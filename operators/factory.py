@@ -8,6 +8,7 @@ Operators are imported here; they import Airflow's SDK only, never the ML stack.
 
 from __future__ import annotations
 
+import logging
 import textwrap
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
     from mlops.config import ConfigError, ProjectConfig
 
 START_DATE = datetime(2026, 1, 1, tzinfo=timezone.utc)
+log = logging.getLogger(__name__)
 
 
 def _doc_md(config: ProjectConfig, source: Path) -> str:
@@ -106,8 +108,8 @@ class ProjectDags:
         return "\n".join(lines)
 
 
-def collect_project_dags(projects_dir: Path | None = None) -> ProjectDags:
-    """Every valid project's DAG, and located errors for every file that is not valid."""
+def collect_project_dags(projects_dir: Path | None = None, build: bool = True) -> ProjectDags:
+    """Every valid project's DAG (unless `build` is False), and located errors for every invalid file."""
     from mlops.config import load_projects, project_files
     from mlops.settings import get_settings
 
@@ -116,9 +118,12 @@ def collect_project_dags(projects_dir: Path | None = None) -> ProjectDags:
     configs, errors = load_projects(project_files(directory))
     for path, config_errors in errors.items():
         result.errors[path] = [e.format() for e in config_errors]
+    if not build:
+        return result
     for path, config in configs.items():
         try:
             result.dags[config.dag_id] = build_lifecycle_dag(config, path)
         except Exception as exc:  # a factory failure for one project must not hide the others
+            log.exception("building the DAG of %s failed", path)
             result.errors[path] = [f"{path}: building the DAG failed: {type(exc).__name__}: {exc}"]
     return result

@@ -26,6 +26,9 @@ def airflow_environment(settings: Settings, base: dict[str, str] | None = None) 
     env["AIRFLOW_HOME"] = str(REPO_ROOT)  # the committed airflow.cfg, whatever the shell had
     env["MLOPS_HOME"] = str(settings.home)
     env.setdefault("AIRFLOW__API_AUTH__JWT_SECRET", _secret(settings.home / "secrets" / "jwt_secret"))
+    env["AIRFLOW__API__HOST"] = settings.bind_host
+    env["AIRFLOW__API__PORT"] = str(settings.airflow_port)
+    env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] = f"http://{settings.bind_host}:{settings.airflow_port}/execution/"
     env.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     env.setdefault("MLFLOW_LOG_UV_FILES", "false")
     (settings.home / "airflow" / "logs").mkdir(parents=True, exist_ok=True)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -78,11 +77,10 @@ def cmd_up(args: argparse.Namespace) -> int:
     from mlops import services
 
     settings = get_settings()
-    _migrate(settings)
     pids = services.up(settings)
     for name, pid in pids.items():
         print(f"{name:14} pid {pid}")
-    print(f"Airflow UI: http://{settings.bind_host}:8080  (user admin, password in "
+    print(f"Airflow UI: http://{settings.bind_host}:{settings.airflow_port}  (user admin, password in "
           f"{settings.home / 'airflow' / 'simple_auth_manager_passwords.json.generated'})")
     print(f"MLflow UI:  http://{settings.bind_host}:{settings.mlflow_port}")
     return 0
@@ -102,13 +100,6 @@ def cmd_status(args: argparse.Namespace) -> int:
     for name, pid in services.status(get_settings()).items():
         print(f"{name:14} {'running, pid ' + str(pid) if pid else 'stopped'}")
     return 0
-
-
-def _migrate(settings) -> None:
-    from mlops.airflow_env import airflow_environment
-
-    subprocess.run([str(Path(sys.executable).with_name("airflow")), "db", "migrate"], env=airflow_environment(settings),
-                   check=True, stdout=subprocess.DEVNULL)
 
 
 def cmd_airflow(args: argparse.Namespace) -> int:

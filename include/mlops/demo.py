@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from mlops.airflow_env import airflow_environment
+from mlops.services import migrate
 from mlops.settings import Settings
 
 
@@ -42,7 +43,7 @@ def run_demo(settings: Settings, project: str) -> int:
     env = airflow_environment(settings)
     airflow = str(Path(sys.executable).with_name("airflow"))
     print("== initialising the Airflow metadata DB", flush=True)
-    subprocess.run([airflow, "db", "migrate"], env=env, check=True, stdout=subprocess.DEVNULL)
+    migrate(settings)
     dag_id = f"{project}__lifecycle"
     print(f"== airflow dags test {dag_id}", flush=True)
     start = time.monotonic()
@@ -62,6 +63,6 @@ def run_demo(settings: Settings, project: str) -> int:
           f"Registered model      none: evaluation {summary['evaluation']}")
     for name, value in summary["metrics"].items():
         print(f"  {name:22}{value:.4f}")
-    print("\nOpen the UIs:  .venv/bin/mlops up   (Airflow http://127.0.0.1:8080, MLflow "
-          f"http://127.0.0.1:{settings.mlflow_port}); stop them with .venv/bin/mlops down")
+    print(f"\nOpen the UIs:  .venv/bin/mlops up   (Airflow http://{settings.bind_host}:{settings.airflow_port}, "
+          f"MLflow http://{settings.bind_host}:{settings.mlflow_port}); stop them with .venv/bin/mlops down")
     return 0

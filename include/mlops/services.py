@@ -44,7 +44,11 @@ def platform_services(settings: Settings) -> list[Service]:
             ],
             f"http://{host}:{settings.mlflow_port}/health",
         ),
-        Service("api-server", [_bin("airflow"), "api-server", "--host", host, "--port", "8080"], f"http://{host}:8080/api/v2/monitor/health"),
+        Service(
+            "api-server",
+            [_bin("airflow"), "api-server", "--host", host, "--port", str(settings.airflow_port)],
+            f"http://{host}:{settings.airflow_port}/api/v2/monitor/health",
+        ),
         # --skip-serve-logs: the log server would listen on all interfaces.
         Service("scheduler", [_bin("airflow"), "scheduler", "--skip-serve-logs"], None),
         Service("dag-processor", [_bin("airflow"), "dag-processor"], None),
@@ -108,8 +112,14 @@ def stop(settings: Settings, name: str, timeout: float = 20.0) -> bool:
     return True
 
 
+def migrate(settings: Settings) -> None:
+    """Create or upgrade Airflow's metadata DB (idempotent)."""
+    subprocess.run([_bin("airflow"), "db", "migrate"], env=airflow_environment(settings), check=True, stdout=subprocess.DEVNULL)
+
+
 def up(settings: Settings) -> dict[str, int]:
     """Start every service (the MLflow server first) and wait for the HTTP ones to be healthy."""
+    migrate(settings)
     env = airflow_environment(settings)
     env["MLOPS_TRACKING_URI"] = f"http://{settings.bind_host}:{settings.mlflow_port}"
     pids = {}

@@ -13,6 +13,7 @@ One object, read from the environment with documented defaults, so no module rea
 | MLOPS_DVC_REMOTE       | $MLOPS_HOME/dvc-remote                    | DVC remote URL (folder, s3://, gs://, azure://) |
 | MLOPS_DVC_REMOTE_ENDPOINT | (unset)                                | S3-compatible endpoint URL (MinIO, moto)  |
 | MLOPS_MLFLOW_PORT      | 5000                                      | port `mlops up` gives the MLflow server   |
+| MLOPS_AIRFLOW_PORT     | 8080                                      | port of Airflow's api-server (UI + API)   |
 | MLOPS_BIND_HOST        | 127.0.0.1                                 | address every server binds to             |
 """
 
@@ -35,6 +36,7 @@ class Settings:
     dvc_remote: str
     dvc_remote_endpoint: str | None
     mlflow_port: int
+    airflow_port: int
     bind_host: str
 
     @classmethod
@@ -49,6 +51,7 @@ class Settings:
             dvc_remote=env.get("MLOPS_DVC_REMOTE") or str(home / "dvc-remote"),
             dvc_remote_endpoint=env.get("MLOPS_DVC_REMOTE_ENDPOINT") or None,
             mlflow_port=int(env.get("MLOPS_MLFLOW_PORT") or 5000),
+            airflow_port=int(env.get("MLOPS_AIRFLOW_PORT") or 8080),
             bind_host=env.get("MLOPS_BIND_HOST") or "127.0.0.1",
         )
 

@@ -60,11 +60,14 @@ def test_changed_spec_is_a_new_version_and_old_one_can_be_restored(tmp_path: Pat
         assert len(arrays["train_x"]) < n2
 
 
-def test_arrays_are_memory_mapped(tmp_path: Path):
+def test_arrays_are_memory_mapped_links_into_the_cache(tmp_path: Path):
     settings = make_settings(tmp_path)
     folder = Path(pull(settings)["path"])
     arrays = load_arrays(folder)
     assert arrays and all(isinstance(a, np.memmap) for a in arrays.values())
+    # One copy on disk: the workspace file is a link to DVC's cache object, not a copy.
+    train = next(folder.glob("train_*.npy"))
+    assert train.is_symlink() or train.stat().st_nlink > 1
 
 
 def test_unknown_version_names_remote_and_keeps_workspace(tmp_path: Path):

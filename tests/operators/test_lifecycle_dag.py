@@ -108,3 +108,24 @@ def test_mlflow_unreachable_fails_training_clearly(tmp_path: Path, monkeypatch):
     config = parse_project_text(PROJECT.format(name="smoke_down", threshold=0), "x.yaml")
     with pytest.raises(TrackingUnavailable, match=f"127.0.0.1:{port} is unreachable.*mlops up"):
         train_project(get_settings(), config, data_path=str(tmp_path), data_version="none")
+
+
+def test_run_param_switches_data_version_and_training_uses_it(airflow_db, tmp_path: Path, monkeypatch):
+    """A DAG-run param pins an older DVC data version; the run trains on it and logs it."""
+    from airflow.dag_processing.dagbag import DagBag
+    from mlflow import MlflowClient
+
+    _, _, tis = run_lifecycle("smoke_versions", 0.0, tmp_path, monkeypatch)
+    v1 = tis["pull_data"].xcom_pull(task_ids="pull_data")["version"]
+    # The YAML changes: more samples → a new data version on the next run.
+    source = tmp_path / "smoke_versions.yaml"
+    source.write_text(source.read_text().replace("num_samples: 512", "num_samples: 768"))
+    dag = DagBag(dag_folder=str(REPO / "dags" / "project_lifecycles.py")).get_dag("smoke_versions__lifecycle")
+    tis2 = {ti.task_id: ti for ti in dag.test().get_task_instances()}
+    v2 = tis2["pull_data"].xcom_pull(task_ids="pull_data")["version"]
+    assert v2 != v1
+    tis3 = {ti.task_id: ti for ti in dag.test(run_conf={"data_version": v1}).get_task_instances()}
+    assert tis3["pull_data"].xcom_pull(task_ids="pull_data")["version"] == v1
+    run_id = tis3["train"].xcom_pull(task_ids="train")["run_id"]
+    run = MlflowClient(get_settings().tracking_uri).get_run(run_id)
+    assert run.data.params["data_version"] == v1 and run.data.tags["mlops.data_version"] == v1

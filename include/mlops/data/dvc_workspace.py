@@ -88,6 +88,9 @@ def add_and_push(repo: Repo, target: Path) -> str:
     except Exception as exc:  # DVC raises many types; the caller needs one with the path
         raise DataError(f"dvc add {target} failed: {exc}") from exc
     dvc_file = target.with_name(target.name + ".dvc")
+    # `dvc add` leaves the workspace files as copies; relinking makes them links to the cache
+    # objects, so each data set is stored once (and pages shared when memory-mapped).
+    repo.checkout([str(dvc_file)], relink=True)
     push(repo, dvc_file)
     md5 = tracked_hash(dvc_file)
     assert md5 is not None

@@ -1,0 +1,82 @@
+"""`mlops up` starts real Airflow and MLflow servers on 127.0.0.1 behind auth; `mlops down` stops them all."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import urllib.error
+import urllib.request
+
+import psutil
+import pytest
+
+from mlops import services
+from mlops.settings import Settings
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http(url: str, data: dict | None = None, token: str | None = None) -> tuple[int, dict | str]:
+    request = urllib.request.Request(url, data=json.dumps(data).encode() if data is not None else None)
+    request.add_header("Content-Type", "application/json")
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            body = response.read().decode()
+            return response.status, json.loads(body) if body.startswith("{") else body
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def listening_addresses(pid: int) -> set[str]:
+    addresses = set()
+    for proc in [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]:
+        try:
+            addresses |= {c.laddr.ip for c in proc.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN}
+        except psutil.NoSuchProcess:
+            pass
+    return addresses
+
+
+def test_up_serves_behind_auth_on_loopback_and_down_stops_everything(tmp_path):
+    settings = Settings.from_env(
+        {"MLOPS_HOME": str(tmp_path / "state"), "MLOPS_MLFLOW_PORT": str(free_port()), "MLOPS_AIRFLOW_PORT": str(free_port())}
+    )
+    try:
+        pids = services.up(settings)
+        assert set(pids) == {"mlflow", "api-server", "scheduler", "dag-processor", "triggerer"}
+        for name, pid in pids.items():
+            assert listening_addresses(pid) <= {"127.0.0.1"}, name
+
+        api = f"http://127.0.0.1:{settings.airflow_port}"
+        assert http(f"{api}/api/v2/dags")[0] == 401  # the API requires a login
+        passwords = json.loads((settings.home / "airflow" / "simple_auth_manager_passwords.json.generated").read_text())
+        status, body = http(f"{api}/auth/token", {"username": "admin", "password": passwords["admin"]})
+        assert status == 201, body
+        assert http(f"{api}/api/v2/dags", token=body["access_token"])[0] == 200
+
+        # Tracking goes through the real MLflow server.
+        from mlops.config import parse_project_text
+        from mlops.data.project_data import ensure_project_data
+        from mlops.training.trainer import train_project
+
+        import dataclasses
+
+        tracked = dataclasses.replace(settings, tracking_uri=f"http://127.0.0.1:{settings.mlflow_port}")
+        config = parse_project_text("name: via_server\ndata:\n  num_samples: 256\nmodel:\n  family: mlp_classifier\ntraining:\n  epochs: 1\n", "x.yaml")
+        data = ensure_project_data(tracked, config.name, "mlp_classifier", 256, 0, {})
+        result = train_project(tracked, config, data["path"], data["version"])
+        status, run = http(f"{tracked.tracking_uri}/api/2.0/mlflow/runs/get?run_id={result['run_id']}")
+        assert status == 200 and run["run"]["data"]["metrics"]
+    finally:
+        stopped = services.down(settings)
+    assert set(stopped) == set(pids)
+    for pid in pids.values():
+        assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    assert all(pid is None for pid in services.status(settings).values())
