@@ -113,3 +113,9 @@ def test_schema_file_is_current():
 
     committed = json.loads((REPO_ROOT / "projects" / "schema.json").read_text())
     assert committed == json_schema(), "run `mlops schema` to refresh projects/schema.json"
+
+
+def test_schedule_must_be_cron_or_preset():
+    (error,) = errors_of(MINIMAL + "schedule: '@daly'\n")
+    assert error.field == "schedule" and error.line == 4 and "neither a cron expression" in error.message
+    assert parse_project_text(MINIMAL + "schedule: '0 3 * * 1'\n", "x.yaml").schedule == "0 3 * * 1"

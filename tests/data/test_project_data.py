@@ -87,7 +87,7 @@ def test_unreachable_remote_fails_with_remote_in_message(tmp_path: Path):
     settings = make_settings(tmp_path, remote="s3://bucket/dvc", endpoint=f"http://127.0.0.1:{port}")
     with pytest.raises(DataError) as info:
         pull(settings)
-    assert "s3://bucket/dvc" in str(info.value)
+    assert "s3://bucket/dvc" in str(info.value) and str(data_paths(settings, "proj")[0]) in str(info.value)
     cache = settings.dvc_workspace / ".dvc" / "cache"
     assert not [p for p in cache.rglob("*.tmp")] if cache.exists() else True
 

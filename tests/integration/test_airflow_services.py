@@ -137,3 +137,18 @@ def test_bad_yaml_is_an_import_error_while_good_dag_runs(airflow_services):
     (projects / "new.yaml").write_text(GOOD.replace("svc_good", "svc_new"))
     wait_for(lambda: not import_errors(db), 90, "the import error to clear")
     wait_for(lambda: {"svc_bad__lifecycle", "svc_new__lifecycle"} <= active_dags(db), 90, "the fixed and new DAGs")
+
+
+def test_airflow_dags_test_runs_a_good_project_next_to_a_broken_one(tmp_path: Path):
+    """The README's path (`airflow dags test`) is not blocked by another project's bad YAML."""
+    state, projects = tmp_path / "state", tmp_path / "projects"
+    projects.mkdir()
+    (projects / "good.yaml").write_text(GOOD)
+    (projects / "broken.yaml").write_text("name: broken\nmodel: {family: mlp_classifier\n")
+    env = airflow_environment(Settings.from_env({"MLOPS_HOME": str(state)}), base=dict(os.environ))
+    env.update(MLOPS_HOME=str(state), MLOPS_PROJECTS_DIR=str(projects))
+    airflow = str(Path(sys.executable).with_name("airflow"))
+    subprocess.run([airflow, "db", "migrate"], env=env, check=True, stdout=subprocess.DEVNULL)
+    done = subprocess.run([airflow, "dags", "test", "svc_good__lifecycle"], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "state=success" in done.stdout + done.stderr

@@ -129,3 +129,18 @@ def test_run_param_switches_data_version_and_training_uses_it(airflow_db, tmp_pa
     run_id = tis3["train"].xcom_pull(task_ids="train")["run_id"]
     run = MlflowClient(get_settings().tracking_uri).get_run(run_id)
     assert run.data.params["data_version"] == v1 and run.data.tags["mlops.data_version"] == v1
+
+
+SHIPPED = sorted(p.stem for p in (REPO / "projects").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("project", SHIPPED)
+def test_every_shipped_project_runs_its_lifecycle_to_a_registered_model(project: str, airflow_db, monkeypatch):
+    from airflow.dag_processing.dagbag import DagBag
+
+    monkeypatch.setenv("MLOPS_PROJECTS_DIR", str(REPO / "projects"))
+    dag = DagBag(dag_folder=str(REPO / "dags" / "project_lifecycles.py")).get_dag(f"{project}__lifecycle")
+    tis = {ti.task_id: ti for ti in dag.test().get_task_instances()}
+    assert {t: ti.state for t, ti in tis.items()} == dict.fromkeys(
+        ["pull_data", "train", "evaluate", "register", "version_artifacts"], "success"
+    ), tis["evaluate"].xcom_pull(task_ids="evaluate")

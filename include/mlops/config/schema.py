@@ -13,6 +13,18 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 NAME_PATTERN = r"^[a-z][a-z0-9_]{1,62}$"
+SCHEDULE_PRESETS = ("@once", "@continuous", "@hourly", "@daily", "@weekly", "@monthly", "@quarterly", "@yearly")
+
+
+def check_schedule(value: str | None) -> str | None:
+    """A cron expression or one of Airflow's presets; caught here, not when the DAG is built."""
+    if value is None or value in SCHEDULE_PRESETS:
+        return value
+    from croniter import croniter
+
+    if not croniter.is_valid(value):
+        raise ValueError(f"{value!r} is neither a cron expression nor one of {', '.join(SCHEDULE_PRESETS)}")
+    return value
 Technique = Literal["lora", "quantization", "pruning", "distillation"]
 
 
@@ -83,6 +95,11 @@ class MonitoringConfig(Section):
     schedule: str = Field("@daily", description="How often the drift check runs (cron or preset).")
     retrain_on_drift: bool = True
 
+    @field_validator("schedule")
+    @classmethod
+    def _valid_schedule(cls, value: str | None) -> str | None:
+        return check_schedule(value)
+
 
 class ProjectConfig(Section):
     """One toolkit project: what it trains, how, and when."""
@@ -100,6 +117,11 @@ class ProjectConfig(Section):
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     serving: ServingConfig = Field(default_factory=ServingConfig)
     monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
+
+    @field_validator("schedule")
+    @classmethod
+    def _valid_schedule(cls, value: str | None) -> str | None:
+        return check_schedule(value)
 
     @property
     def dag_id(self) -> str:

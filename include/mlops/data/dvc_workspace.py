@@ -101,7 +101,7 @@ def push(repo: Repo, dvc_file: Path) -> None:
     try:
         repo.push([str(dvc_file)], remote=REMOTE_NAME)
     except Exception as exc:
-        raise DataError(f"dvc push of {dvc_file.name} to remote {remote_url(repo)!r} failed: {exc}") from exc
+        raise DataError(f"dvc push of {dvc_file.with_suffix('')} to remote {remote_url(repo)!r} failed: {exc}") from exc
 
 
 def checkout_version(repo: Repo, dvc_file: Path, target: Path, md5: str) -> None:

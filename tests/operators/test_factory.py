@@ -1,0 +1,38 @@
+"""The DAG factory maps the YAML's settings onto every task; no Airflow DB needed."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from mlops.config import parse_project_text
+from operators.factory import build_lifecycle_dag
+
+YAML = """\
+name: factory_check
+description: Checks the factory.
+owner: team-a
+tags: [x]
+schedule: "@daily"
+priority: 8
+retries: 3
+data:
+  version: 0123456789abcdef0123456789abcdef.dir
+model:
+  family: mlp_classifier
+"""
+
+
+def test_tasks_carry_owner_retries_backoff_priority_and_docs():
+    config = parse_project_text(YAML, "factory_check.yaml")
+    dag = build_lifecycle_dag(config, Path("projects/factory_check.yaml"))
+    assert dag.dag_id == "factory_check__lifecycle"
+    assert set(dag.tags) == {"factory_check", "mlops", "x"}
+    assert "Checks the factory." in dag.doc_md and "projects/factory_check.yaml" in dag.doc_md
+    assert dag.params["data_version"] == "0123456789abcdef0123456789abcdef.dir"
+    assert [t.task_id for t in dag.topological_sort()] == ["pull_data", "train", "evaluate", "register", "version_artifacts"]
+    for task in dag.tasks:
+        assert task.owner == "team-a" and task.retries == 3 and task.retry_exponential_backoff == 2.0
+        assert task.priority_weight == 8 and task.weight_rule == "absolute" and task.doc_md
+        assert task.max_retry_delay == timedelta(minutes=10)
+    assert dag.get_task("version_artifacts").trigger_rule == "none_failed"
