@@ -1,0 +1,41 @@
+"""`mlops` subcommands over the library: init-project, families, schema, hardware."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from mlops.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_init_project_versions_the_data_before_any_run(tmp_path: Path, monkeypatch, capsys):
+    monkeypatch.setenv("MLOPS_HOME", str(tmp_path))
+    assert main(["init-project", "federated_learning"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["created"] and result["version"].endswith(".dir")
+    assert (tmp_path / "dvc" / "data" / "federated_learning.dvc").exists()
+    assert main(["init-project", str(REPO / "projects" / "federated_learning.yaml")]) == 0
+    assert json.loads(capsys.readouterr().out)["version"] == result["version"]
+
+
+def test_families_lists_every_registered_family(capsys):
+    from mlops.training.families import family_names
+
+    assert main(["families"]) == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in family_names())
+
+
+def test_schema_export(tmp_path: Path):
+    assert main(["schema", "--output", str(tmp_path / "s.json")]) == 0
+    schema = json.loads((tmp_path / "s.json").read_text())
+    assert "mlp_classifier" in schema["$defs"]["ModelConfig"]["properties"]["family"]["enum"]
+
+
+def test_hardware_subcommand_reads_a_support_bundle(capsys):
+    bundle = REPO / "tests" / "hardware" / "fixtures" / "m2pro_bundle"
+    assert main(["hardware", "--from-dir", str(bundle), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["performance_cores"] == 8
