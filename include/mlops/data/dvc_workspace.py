@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -50,7 +51,12 @@ def open_workspace(settings: Settings, remote_url: str | None = None) -> Repo:
     root = settings.dvc_workspace
     if not (root / ".dvc").is_dir():
         root.mkdir(parents=True, exist_ok=True)
-        Repo.init(str(root), no_scm=True)
+        init_log = logging.getLogger("dvc.repo.init")  # its banner would corrupt callers' JSON output
+        level, init_log.level = init_log.level, logging.WARNING
+        try:
+            Repo.init(str(root), no_scm=True)
+        finally:
+            init_log.setLevel(level)
     repo = Repo(str(root))
     url = remote_url or settings.dvc_remote
     if "://" not in url:
