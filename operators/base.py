@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from operators.diagnostics import on_failure_diagnostics
+
 if TYPE_CHECKING:
     from mlops.config.schema import ProjectConfig
     from mlops.settings import Settings
@@ -26,6 +28,9 @@ class ProjectOperator(BaseOperator):
         dvc_conn_id: str = "dvc_default",
         **kwargs: Any,
     ) -> None:
+        # Every failed try (retried or final) gets a hardware diagnosis in its log and MLflow run.
+        kwargs.setdefault("on_failure_callback", on_failure_diagnostics)
+        kwargs.setdefault("on_retry_callback", on_failure_diagnostics)
         super().__init__(**kwargs)
         self.project = project
         self.mlflow_conn_id = mlflow_conn_id

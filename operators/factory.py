@@ -52,6 +52,7 @@ def build_lifecycle_dag(config: ProjectConfig, source: Path) -> DAG:
     from operators.evaluate import MLXEvaluateOperator
     from operators.mlflow_register import MLflowRegisterOperator
     from operators.mlx_train import MLXTrainOperator
+    from operators.thermal import ThermalSensor
 
     project = config.model_dump(mode="json")
     default_args = {
@@ -61,7 +62,9 @@ def build_lifecycle_dag(config: ProjectConfig, source: Path) -> DAG:
         "retry_exponential_backoff": 2.0,
         "max_retry_delay": timedelta(minutes=10),
         "priority_weight": config.priority,
-        "weight_rule": "absolute",
+        # Fair share: the project's priority, lowered while it used more than its share of the
+        # mlx pools recently (see mlops.resources.fair_share; the plugin registers the strategy).
+        "weight_rule": "operators.fair_share.FairShareWeight",
     }
     steps = {s.name: s for s in lifecycle_plan(config)}
     with DAG(
@@ -84,14 +87,27 @@ def build_lifecycle_dag(config: ProjectConfig, source: Path) -> DAG:
         },
     ) as dag:
         def common(name: str) -> dict:
-            return {"task_id": name, "project": project, "doc_md": steps[name].doc, "trigger_rule": steps[name].trigger_rule}
+            step = steps[name]
+            placement = {"pool": step.pool, "pool_slots": step.pool_slots} if step.pool else {}
+            if step.queue:
+                placement["queue"] = step.queue
+            return {"task_id": name, "project": project, "doc_md": step.doc, "trigger_rule": step.trigger_rule, **placement}
 
+        scheduling = config.scheduling
         pull_data = DVCPullOperator(version="{{ params.data_version or '' }}", **common("pull_data"))
+        thermal_gate = ThermalSensor(
+            task_id="thermal_gate",
+            threshold=scheduling.thermal_threshold,
+            poll_interval=scheduling.thermal_poll_seconds,
+            timeout=scheduling.thermal_timeout_seconds,
+            on_unknown=scheduling.on_unknown_thermal,
+            doc_md=steps["thermal_gate"].doc,
+        )
         train = MLXTrainOperator(data=pull_data.output, **common("train"))
         evaluate = MLXEvaluateOperator(data=pull_data.output, training=train.output, **common("evaluate"))
         register = MLflowRegisterOperator(training=train.output, evaluation=evaluate.output, **common("register"))
         version_artifacts = DVCVersionArtifactsOperator(training=train.output, **common("version_artifacts"))
-        pull_data >> train >> evaluate >> register >> version_artifacts
+        pull_data >> thermal_gate >> train >> evaluate >> register >> version_artifacts
     return dag
 
 

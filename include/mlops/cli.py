@@ -26,6 +26,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
             print(f"{path}: no such file or directory", file=sys.stderr)
             return 2
     configs, errors = load_projects(paths)
+    if not args.no_hardware:
+        _check_machine(configs, errors)
     for path in paths:
         if path in errors:
             for error in errors[path]:
@@ -35,6 +37,23 @@ def cmd_validate(args: argparse.Namespace) -> int:
     count = sum(len(e) for e in errors.values())
     print(f"{len(paths)} file(s), {len(errors)} invalid, {count} error(s)", file=sys.stderr)
     return 1 if errors else 0
+
+
+def _check_machine(configs: dict, errors: dict) -> None:
+    """Refuse a project whose declared memory this machine's memory pool can never give."""
+    from mlops.config import ConfigError
+    from mlops.config.loader import position_of
+    from mlops.hardware import probe
+    from mlops.resources.pools import check_memory_fits
+
+    profile = probe()
+    for path, config in list(configs.items()):
+        problem = check_memory_fits(config.training.memory_gb, profile)
+        if problem:
+            line, column = position_of(path, ("training", "memory_gb"))
+            errors.setdefault(path, []).append(
+                ConfigError(str(path), line, column, "training.memory_gb", problem, "lower it or run on a bigger machine")
+            )
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
@@ -117,6 +136,26 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(get_settings(), args.project)
 
 
+def _airflow_side(module: str):
+    """Import an Airflow-side CLI module after giving this process the platform's Airflow env."""
+    import importlib
+
+    from mlops.airflow_env import airflow_environment
+
+    os.environ.update(airflow_environment(get_settings()))  # before Airflow is imported
+    return importlib.import_module(module)
+
+
+def cmd_queue(argv: list[str]) -> int:
+    """What every waiting task waits for (pool slots, thermal state, retry) and its position."""
+    return _airflow_side("operators.queue_view").main(argv)
+
+
+def cmd_pools(argv: list[str]) -> int:
+    """Size the mlx pools from the hardware and thermal state (`sync`), or show them."""
+    return _airflow_side("operators.pools_cli").main(argv)
+
+
 def cmd_hardware(argv: list[str]) -> int:
     from mlops.hardware.cli import main
 
@@ -129,6 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("validate", help="validate project YAMLs")
     p.add_argument("paths", nargs="*", help="files or folders (default: projects/)")
     p.add_argument("-q", "--quiet", action="store_true", help="print errors only")
+    p.add_argument("--no-hardware", action="store_true", help="skip the checks against this machine (memory)")
     p.set_defaults(func=cmd_validate)
     p = sub.add_parser("schema", help="export the project JSON Schema")
     p.add_argument("--output")
@@ -138,6 +178,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", help="project name (projects/NAME.yaml) or a YAML path")
     p.set_defaults(func=cmd_init_project)
     sub.add_parser("hardware", help="print the hardware probe (see `mlops hardware -h`)", add_help=False)
+    sub.add_parser("pools", help="size the mlx pools from the hardware (see `mlops pools -h`)", add_help=False)
+    sub.add_parser("queue", help="what each waiting task waits for (see `mlops queue -h`)", add_help=False)
     sub.add_parser("up", help="start Airflow and MLflow on 127.0.0.1").set_defaults(func=cmd_up)
     sub.add_parser("down", help="stop what `up` started").set_defaults(func=cmd_down)
     sub.add_parser("status", help="which services run").set_defaults(func=cmd_status)
@@ -154,6 +196,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["hardware"]:
         return cmd_hardware(argv[1:])
+    if argv[:1] == ["queue"]:
+        return cmd_queue(argv[1:])
+    if argv[:1] == ["pools"]:
+        return cmd_pools(argv[1:])
     args = build_parser().parse_args(argv)
     return args.func(args)
 

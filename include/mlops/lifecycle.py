@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mlops.config.schema import ProjectConfig
+from mlops.resources.names import COMPUTE_POOL, MEMORY_POOL, memory_slots, queue_for
 
 
 @dataclass(frozen=True)
@@ -17,6 +18,9 @@ class Step:
     name: str
     doc: str
     trigger_rule: str = "all_success"
+    pool: str | None = None  # None: Airflow's default pool
+    pool_slots: int = 1
+    queue: str | None = None  # None: the default queue
 
 
 def lifecycle_plan(config: ProjectConfig) -> list[Step]:
@@ -27,10 +31,24 @@ def lifecycle_plan(config: ProjectConfig) -> list[Step]:
         if config.evaluation.threshold is not None
         else "no threshold set: every evaluated model is registered"
     )
+    queue = queue_for(config.scheduling.requires)
+    memory = config.training.memory_gb
     return [
         Step("pull_data", "Generate or fetch the project's data and pin its DVC version."),
-        Step("train", f"Train the `{config.model.family}` MLX model, tracked in MLflow."),
-        Step("evaluate", "Re-score the saved model on the held-out split."),
+        Step(
+            "thermal_gate",
+            f"Wait while the machine's thermal state is `{config.scheduling.thermal_threshold}` or worse "
+            "(deferred to the triggerer: holds no worker slot while waiting).",
+        ),
+        Step(
+            "train",
+            f"Train the `{config.model.family}` MLX model, tracked in MLflow (holds {memory_slots(memory)} "
+            f"GB of the `{MEMORY_POOL}` pool; MLX memory limited to {memory:g} GB).",
+            pool=MEMORY_POOL,
+            pool_slots=memory_slots(memory),
+            queue=queue,
+        ),
+        Step("evaluate", "Re-score the saved model on the held-out split.", pool=COMPUTE_POOL, queue=queue),
         Step("register", f"Register the model version with its tags; {gate}."),
         Step(
             "version_artifacts",

@@ -117,9 +117,15 @@ def migrate(settings: Settings) -> None:
     subprocess.run([_bin("airflow"), "db", "migrate"], env=airflow_environment(settings), check=True, stdout=subprocess.DEVNULL)
 
 
+def sync_pools(settings: Settings) -> None:
+    """Size the mlx pools from this machine (`mlops pools sync`: Airflow-side code, so a subprocess)."""
+    subprocess.run([_bin("mlops"), "pools", "sync"], env=airflow_environment(settings), check=True, stdout=subprocess.DEVNULL)
+
+
 def up(settings: Settings) -> dict[str, int]:
     """Start every service (the MLflow server first) and wait for the HTTP ones to be healthy."""
     migrate(settings)
+    sync_pools(settings)
     env = airflow_environment(settings)
     env["MLOPS_TRACKING_URI"] = f"http://{settings.bind_host}:{settings.mlflow_port}"
     pids = {}

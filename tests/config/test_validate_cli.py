@@ -20,3 +20,11 @@ def test_validate_reports_every_file(tmp_path: Path, capsys):
 
 def test_validate_shipped_projects_exit_zero(capsys):
     assert main(["validate"]) == 0
+
+
+def test_validate_refuses_more_memory_than_the_machine_has(tmp_path: Path, capsys):
+    (tmp_path / "huge.yaml").write_text("name: huge_one\nmodel:\n  family: mlp_classifier\ntraining:\n  memory_gb: 1024\n")
+    assert main(["validate", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert f"{tmp_path / 'huge.yaml'}:5:14: training.memory_gb:" in out and "would never be scheduled" in out
+    assert main(["validate", "--no-hardware", str(tmp_path)]) == 0

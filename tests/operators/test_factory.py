@@ -30,9 +30,14 @@ def test_tasks_carry_owner_retries_backoff_priority_and_docs():
     assert set(dag.tags) == {"factory_check", "mlops", "x"}
     assert "Checks the factory." in dag.doc_md and "projects/factory_check.yaml" in dag.doc_md
     assert dag.params["data_version"] == "0123456789abcdef0123456789abcdef.dir"
-    assert [t.task_id for t in dag.topological_sort()] == ["pull_data", "train", "evaluate", "register", "version_artifacts"]
+    assert [t.task_id for t in dag.topological_sort()] == [
+        "pull_data", "thermal_gate", "train", "evaluate", "register", "version_artifacts"
+    ]
+    train, evaluate = dag.get_task("train"), dag.get_task("evaluate")
+    assert (train.pool, train.pool_slots) == ("mlx_memory", 2)  # training.memory_gb defaults to 2
+    assert (evaluate.pool, evaluate.pool_slots) == ("mlx_compute", 1)
     for task in dag.tasks:
         assert task.owner == "team-a" and task.retries == 3 and task.retry_exponential_backoff == 2.0
-        assert task.priority_weight == 8 and task.weight_rule == "absolute" and task.doc_md
+        assert task.priority_weight == 8 and task.weight_rule == "operators.fair_share.FairShareWeight" and task.doc_md
         assert task.max_retry_delay == timedelta(minutes=10)
     assert dag.get_task("version_artifacts").trigger_rule == "none_failed"

@@ -182,8 +182,7 @@ def load_projects(paths: list[Path]) -> tuple[dict[Path, ProjectConfig], dict[Pa
             errors[path] = exc.errors
             continue
         if config.name in owner_of:
-            text = path.read_text(encoding="utf-8")
-            line, column = _position(yaml.compose(text, Loader=_Loader), ("name",))
+            line, column = position_of(path, ("name",))
             errors[path] = [
                 ConfigError(
                     str(path), line, column, "name",
@@ -195,3 +194,12 @@ def load_projects(paths: list[Path]) -> tuple[dict[Path, ProjectConfig], dict[Pa
         owner_of[config.name] = path
         configs[path] = config
     return configs, errors
+
+
+def position_of(path: Path, loc: tuple[Any, ...]) -> tuple[int | None, int | None]:
+    """(line, column) of the value at `loc` in a project file (for checks made after loading)."""
+    loader = _Loader(Path(path).read_text(encoding="utf-8"))
+    try:
+        return _position(loader.get_single_node(), loc)
+    finally:
+        loader.dispose()

@@ -101,6 +101,28 @@ class MonitoringConfig(Section):
         return check_schedule(value)
 
 
+ThermalState = Literal["fair", "serious", "critical"]
+
+
+class SchedulingConfig(Section):
+    """How the project's heavy steps share the machine: thermal gate, hardware needs."""
+
+    thermal_threshold: ThermalState = Field(
+        "serious", description="Heavy steps wait while the machine's thermal state is at or above this."
+    )
+    thermal_poll_seconds: float = Field(30, ge=1, le=3600, description="How often the waiting gate re-reads the state.")
+    thermal_timeout_seconds: float = Field(
+        3600, ge=10, le=7 * 86400, description="Give up (fail the gate) after waiting this long."
+    )
+    on_unknown_thermal: Literal["proceed", "wait", "fail"] = Field(
+        "proceed", description="What the gate does when no sensor can be read: proceed (with a warning), wait, or fail."
+    )
+    requires: Literal["any", "apple_silicon", "gpu"] = Field(
+        "any", description="Hardware the heavy steps need; routes them to a matching worker queue."
+    )
+    min_memory_gb: float | None = Field(None, gt=0, le=1024, description="Memory a worker must have (GB).")
+
+
 class ProjectConfig(Section):
     """One toolkit project: what it trains, how, and when."""
 
@@ -115,6 +137,7 @@ class ProjectConfig(Section):
     model: ModelConfig
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    scheduling: SchedulingConfig = Field(default_factory=SchedulingConfig)
     serving: ServingConfig = Field(default_factory=ServingConfig)
     monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 
 def select_device() -> str:
     """Make the best device MLX's default and return its name ("gpu" or "cpu")."""
@@ -22,3 +25,15 @@ def memory_snapshot() -> dict[str, int]:
         "mlx_peak_memory_bytes": int(mx.get_peak_memory()),
         "mlx_cache_memory_bytes": int(mx.get_cache_memory()),
     }
+
+
+@contextlib.contextmanager
+def memory_limit(limit_bytes: int) -> Iterator[int]:
+    """Keep MLX's allocations under `limit_bytes` (what the task declared) while inside the block."""
+    import mlx.core as mx
+
+    previous = mx.set_memory_limit(limit_bytes)
+    try:
+        yield limit_bytes
+    finally:
+        mx.set_memory_limit(previous)

@@ -80,7 +80,7 @@ def train_project(
     from mlops.tracking.client import configure, ensure_experiment
     from mlops.tracking.pyfunc_model import MLXModel
     from mlops.training.artifacts import save_model
-    from mlops.training.device import select_device
+    from mlops.training.device import memory_limit, select_device
     from mlops.training.families import get_family
     from mlops.training.loop import run_epochs
 
@@ -97,8 +97,11 @@ def train_project(
     )
     mx.random.seed(config.training.seed)
     mx.reset_peak_memory()
-    with mlflow.start_run(experiment_id=experiment_id, tags=_run_tags(config, device, data_version, run_tags or {})) as run:
-        mlflow.log_params(_run_params(config, hyperparameters, data_version))
+    # The task declared its memory (and holds that many GB of the memory pool): keep MLX inside it.
+    limit = int(config.training.memory_gb * 2**30)
+    tags = _run_tags(config, device, data_version, run_tags or {})
+    with memory_limit(limit), mlflow.start_run(experiment_id=experiment_id, tags=tags) as run:
+        mlflow.log_params({**_run_params(config, hyperparameters, data_version), "mlx_memory_limit_bytes": limit})
         mlflow.log_params(hardware.to_mlflow_params())
         mlflow.log_dict(hardware.to_dict(), "hardware.json")
         session = family.create(hyperparameters, techniques, config.training.seed)

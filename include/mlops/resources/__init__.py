@@ -1,0 +1,1 @@
+"""How projects share the machine: Airflow pools sized from the hardware, queues, fair share."""

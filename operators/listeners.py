@@ -1,0 +1,87 @@
+"""Listener hookimpls of the ``mlops`` plugin: keep the MLX pools sized to the machine.
+
+* ``on_starting``: when the scheduler's job starts, size both pools from a fresh probe.
+* ``on_dag_run_running``: every DAG run start re-reads the thermal state (at most once per
+  :data:`THERMAL_MAX_AGE` s) and resizes the compute pool -- a hotter machine runs fewer
+  MLX tasks at once, a cooled one gets its slots back.  The write joins the scheduler's
+  own transaction (the DAG run's session), so it commits with it and never waits on it.
+
+Plugins are also loaded in task processes (which have no DB): the hooks ignore anything
+that is not the scheduler.  A failure is logged, never raised into Airflow.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+
+from airflow.listeners import hookimpl
+
+log = logging.getLogger(__name__)
+
+#: A DAG-run start reuses a thermal reading younger than this.
+THERMAL_MAX_AGE = 5.0
+_thermal: list = []  # [(monotonic time, ThermalReading)]
+
+
+def _is_scheduler_job(component: object) -> bool:
+    """The scheduler's ``Job`` (``on_starting`` runs in ``Job.__init__``, before its job_type is set)."""
+    if type(component).__module__ != "airflow.jobs.job":
+        return False
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_globals.get("__name__") in ("airflow.cli.commands.scheduler_command", "airflow.jobs.scheduler_job_runner"):
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _recent_thermal():
+    from operators.pools import current_thermal
+
+    now = time.monotonic()
+    if _thermal and now - _thermal[0][0] < THERMAL_MAX_AGE:
+        return _thermal[0][1]
+    reading = current_thermal()
+    _thermal[:] = [(now, reading)]
+    return reading
+
+
+def _session_of(obj: object):
+    """The SQLAlchemy session ``obj`` is attached to (the scheduler's), or None."""
+    from sqlalchemy.orm import object_session
+    from sqlalchemy.orm.exc import UnmappedInstanceError
+
+    try:
+        return object_session(obj)
+    except UnmappedInstanceError:
+        return None
+
+
+@hookimpl
+def on_starting(component) -> None:
+    if not _is_scheduler_job(component):
+        return
+    try:
+        from operators.pools import current_profile, sync_pools
+
+        current_profile.cache_clear()
+        profile = current_profile()  # fresh probe, cached for the DAG-run hook
+        thermal = _recent_thermal()
+        slots = sync_pools(profile, thermal)
+        log.info("mlops pools synced at scheduler start (thermal %s): %s", thermal.state, slots)
+    except Exception:  # noqa: BLE001
+        log.exception("mlops: syncing the pools at scheduler start failed")
+
+
+@hookimpl
+def on_dag_run_running(dag_run, msg) -> None:
+    try:
+        from operators.pools import sync_pools
+
+        thermal = _recent_thermal()
+        slots = sync_pools(thermal=thermal, session=_session_of(dag_run))
+        log.debug("mlops pools at start of %s (thermal %s): %s", dag_run.run_id, thermal.state, slots)
+    except Exception:  # noqa: BLE001
+        log.exception("mlops: resizing the pools at a DAG run start failed")

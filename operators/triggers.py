@@ -1,0 +1,84 @@
+"""Triggers: async waits that run in Airflow's triggerer, holding no worker slot."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+
+class ThermalTrigger(BaseTrigger):
+    """Re-read the machine's thermal state every ``poll_interval`` s until the gate may proceed.
+
+    Fires exactly one event, ``{"status", "state", "message", "threshold", "waited_seconds"}``:
+    ``proceed`` (state below ``threshold``, or unknown with ``on_unknown="proceed"``),
+    ``fail`` (unknown with ``on_unknown="fail"``) or ``timeout`` (still waiting at
+    ``deadline``, epoch seconds).  It reads the thermal state of the host the
+    triggerer runs on (on the one-laptop setup: the training machine).
+
+    :param hardware_root: fake /sys tree for the Linux reader (tests, simulations); None = live.
+    """
+
+    def __init__(
+        self,
+        *,
+        threshold: str,
+        on_unknown: str,
+        poll_interval: float,
+        deadline: float,
+        hardware_root: str | None = None,
+        started_at: float | None = None,
+    ) -> None:
+        super().__init__()
+        self.threshold = threshold
+        self.on_unknown = on_unknown
+        self.poll_interval = float(poll_interval)
+        self.deadline = float(deadline)
+        self.hardware_root = str(hardware_root) if hardware_root else None
+        self.started_at = float(started_at) if started_at is not None else time.time()
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            "operators.triggers.ThermalTrigger",
+            {
+                "threshold": self.threshold,
+                "on_unknown": self.on_unknown,
+                "poll_interval": self.poll_interval,
+                "deadline": self.deadline,
+                "hardware_root": self.hardware_root,
+                "started_at": self.started_at,
+            },
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        from mlops.hardware.thermal import read_thermal
+        from mlops.hardware.thermal_gate import decide
+
+        polls = 0
+        while True:
+            reading = await asyncio.to_thread(read_thermal, self.hardware_root)
+            decision = decide(reading, self.threshold, self.on_unknown)
+            polls += 1
+            now = time.time()
+            self.log.info(
+                "thermal poll %d: state %s (threshold %s) -> %s; %s",
+                polls, reading.state, self.threshold, decision.action, reading.detail,
+            )
+            event = {
+                "state": decision.state,
+                "message": decision.message,
+                "threshold": self.threshold,
+                "waited_seconds": round(now - self.started_at, 3),
+                "polls": polls,
+            }
+            if decision.action in ("proceed", "fail"):
+                yield TriggerEvent({"status": decision.action, **event})
+                return
+            if now >= self.deadline:
+                yield TriggerEvent({"status": "timeout", **event})
+                return
+            # Never sleep past the deadline: the timeout event fires on time.
+            await asyncio.sleep(max(0.0, min(self.poll_interval, self.deadline - now)))

@@ -1,0 +1,242 @@
+"""Fair share with a real scheduler: a low-priority project is not starved by a high-priority backlog.
+
+Two projects queue many short tasks into a one-slot pool: `fsa` (priority 8, 12 runs) and
+`fsb` (priority 2, 6 runs), each DAG run one 0.3 s task, at most 2 active runs per DAG.
+The same workload runs twice at once, in two one-slot pools:
+
+* control -- `ctla`/`ctlb` with Airflow's plain ``absolute`` weight rule in pool `fs_control`:
+  whenever the slot frees, a priority-8 task is waiting, so every `ctlb` task waits for all
+  of `ctla`'s;
+* fair share -- `fsa`/`fsb` with ``weight_rule="operators.fair_share.FairShareWeight"`` (the
+  `mlops` plugin from plugins/) in pool `mlx_compute`: `fsb` runs tasks long before `fsa`
+  has run all of its.
+
+Airflow 3.3 computes a task instance's weight once, when the DAG run creates it (see
+operators/fair_share.py).  The workload is therefore realistic for that: DAG runs are
+created over time (catch-up of an hourly schedule, at most 2 active runs per DAG, so a new
+run -- and its weight -- is made each time one finishes), as recurring project runs are.
+
+The `mlx_compute` pool is sized by the plugin's listener at scheduler start: a fake sysfs
+thermal zone (MLOPS_HARDWARE_ROOT) reads "critical", so the pool is 25 % of the machine's
+compute slots, i.e. 1 on any machine with fewer than 8; a later DAG run start re-reads the
+zone after it cools, which shows in the pool's description.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from mlops.airflow_env import airflow_environment
+from mlops.hardware import probe
+from mlops.resources.pools import pool_plan
+from mlops.resources.names import COMPUTE_POOL
+from mlops.settings import Settings
+
+REPO = Path(__file__).resolve().parents[2]
+RUNS = {"a": 12, "b": 6}
+PRIORITY = {"a": 8, "b": 2}
+
+DAGS = f'''
+import time
+from datetime import datetime, timedelta, timezone
+
+from airflow.sdk import DAG, BaseOperator
+
+
+class Work(BaseOperator):
+    def execute(self, context):
+        time.sleep(0.3)
+
+
+START = datetime(2026, 1, 1, tzinfo=timezone.utc)
+FAIR = "operators.fair_share.FairShareWeight"
+
+
+def project(dag_id, priority, runs, pool, weight_rule):
+    with DAG(
+        dag_id,
+        schedule=timedelta(hours=1),
+        start_date=START,
+        end_date=START + timedelta(hours=runs - 1),
+        catchup=True,
+        max_active_runs=2,
+    ) as dag:
+        Work(task_id="work", pool=pool, priority_weight=priority, weight_rule=weight_rule)
+    return dag
+
+
+fsa = project("fsa__load", {PRIORITY["a"]}, {RUNS["a"]}, "{COMPUTE_POOL}", FAIR)
+fsb = project("fsb__load", {PRIORITY["b"]}, {RUNS["b"]}, "{COMPUTE_POOL}", FAIR)
+ctla = project("ctla__load", {PRIORITY["a"]}, {RUNS["a"]}, "fs_control", "absolute")
+ctlb = project("ctlb__load", {PRIORITY["b"]}, {RUNS["b"]}, "fs_control", "absolute")
+
+with DAG("tick", schedule=None, start_date=START, catchup=False) as tick:
+    Work(task_id="work")
+'''
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(predicate, timeout: float, what: str, interval: float = 1.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def query(db: Path, sql: str, *args) -> list[tuple]:
+    try:
+        with sqlite3.connect(db, timeout=5) as conn:
+            return conn.execute(sql, args).fetchall()
+    except sqlite3.OperationalError:  # table not there yet / locked
+        return []
+
+
+def thermal_zone(root: Path, temp_c: float) -> None:
+    """A fake sysfs zone: passive trip at 80 °C, critical at 100 °C."""
+    zone = root / "sys/class/thermal/thermal_zone0"
+    zone.mkdir(parents=True, exist_ok=True)
+    (zone / "type").write_text("x86_pkg_temp\n")
+    (zone / "trip_point_0_temp").write_text("80000\n")
+    (zone / "trip_point_0_type").write_text("passive\n")
+    (zone / "trip_point_1_temp").write_text("100000\n")
+    (zone / "trip_point_1_type").write_text("critical\n")
+    (zone / "temp").write_text(f"{int(temp_c * 1000)}\n")
+
+
+@pytest.fixture
+def scheduler(tmp_path: Path):
+    """api-server + scheduler + dag-processor on 127.0.0.1, fresh DB, the repo's plugins; stopped by PID."""
+    state, dags, hw = tmp_path / "state", tmp_path / "dags", tmp_path / "hw"
+    dags.mkdir()
+    (dags / "fair_share_dags.py").write_text(DAGS)
+    thermal_zone(hw, 105.0)  # critical
+    port = free_port()
+    env = airflow_environment(Settings.from_env({"MLOPS_HOME": str(state)}), base=dict(os.environ))
+    env.update(
+        MLOPS_HOME=str(state),
+        MLOPS_HARDWARE_ROOT=str(hw),
+        AIRFLOW__CORE__DAGS_FOLDER=str(dags),
+        AIRFLOW__CORE__PLUGINS_FOLDER=str(REPO / "plugins"),
+        AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION="False",
+        AIRFLOW__API__PORT=str(port),
+        AIRFLOW__CORE__EXECUTION_API_SERVER_URL=f"http://127.0.0.1:{port}/execution/",
+        AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL="30",
+        AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL="5",
+        AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC="1",
+    )
+    airflow = str(Path(sys.executable).with_name("airflow"))
+    subprocess.run([airflow, "db", "migrate"], env=env, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run([airflow, "pools", "set", "fs_control", "1", "control: plain absolute priority"],
+                   env=env, check=True, stdout=subprocess.DEVNULL)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    procs = []
+    try:
+        for argv in (
+            ["api-server", "--host", "127.0.0.1", "--port", str(port)],
+            ["scheduler", "--skip-serve-logs"],
+            ["dag-processor"],
+        ):
+            log = open(logs / f"{argv[0]}.log", "wb")
+            procs.append(subprocess.Popen([airflow, *argv], env=env, stdout=log, stderr=subprocess.STDOUT,
+                                          start_new_session=True))
+        yield {"env": env, "db": state / "airflow" / "airflow.db", "hw": hw, "logs": logs, "airflow": airflow}
+    finally:
+        # dag-processor, scheduler, then the api-server: running tasks still reach the API while the scheduler stops.
+        for proc in reversed(procs):
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                continue
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
+
+
+def start_order(db: Path, dag_ids: tuple[str, str]) -> list[tuple[str, int]]:
+    """(project letter, stored priority_weight) of each task instance, by start time."""
+    rows = query(
+        db,
+        "select dag_id, priority_weight from task_instance where dag_id in (?, ?) and start_date is not null "
+        "order by start_date",
+        *dag_ids,
+    )
+    return [("a" if dag_id == dag_ids[0] else "b", weight) for dag_id, weight in rows]
+
+
+def before_a_done(order: list[tuple[str, int]]) -> int:
+    """How many of b's tasks started before a's last task started."""
+    last_a = max(i for i, (who, _) in enumerate(order) if who == "a")
+    return sum(1 for who, _ in order[:last_a] if who == "b")
+
+
+def test_fair_share_lets_the_low_priority_project_progress(scheduler):
+    db, env = scheduler["db"], scheduler["env"]
+    logs = scheduler["logs"]
+
+    critical = pool_plan(probe(), "critical")[COMPUTE_POOL].slots
+    pool = wait_for(lambda: query(db, "select slots, description from slot_pool where pool = ?", COMPUTE_POOL),
+                    90, "the scheduler's listener to create the mlx_compute pool")[0]
+    assert pool[0] == critical and "thermal critical" in pool[1], pool
+    wait_for(lambda: "mlops pools synced at scheduler start (thermal critical)" in (logs / "scheduler.log").read_text(),
+             10, "the on_starting listener's log line")
+    if critical != 1:
+        pytest.skip(f"the workload is sized for a 1-slot pool; critical gives {critical} slots on this machine")
+
+    total = sum(RUNS.values())
+    dag_ids = ("fsa__load", "fsb__load", "ctla__load", "ctlb__load")
+
+    def finished() -> bool:
+        rows = query(db, "select dag_id, count(*) from task_instance where state = 'success' and dag_id != 'tick' "
+                         "group by dag_id")
+        done = dict(rows)
+        return sum(done.get(d, 0) for d in dag_ids) == 2 * total
+
+    try:
+        wait_for(finished, 240, "all 36 tasks to succeed", interval=2)
+    except AssertionError:
+        states = query(db, "select dag_id, state, count(*) from task_instance group by dag_id, state")
+        tail = (logs / "scheduler.log").read_text(errors="replace")[-4000:]
+        raise AssertionError(f"not finished: {states}\n{tail}") from None
+
+    fair = start_order(db, ("fsa__load", "fsb__load"))
+    control = start_order(db, ("ctla__load", "ctlb__load"))
+    summary = (f"fair:    {''.join(w for w, _ in fair)}  weights {[p for _, p in fair]}\n"
+               f"control: {''.join(w for w, _ in control)}  weights {[p for _, p in control]}")
+    print(summary)
+
+    # Plain priority: b waits for (nearly) all of a's backlog (1 allowed for a start-up race).
+    assert before_a_done(control) <= 1, summary
+    # Fair share: b's weight rises while a uses the pool; b runs most of its tasks before a is done.
+    assert before_a_done(fair) >= RUNS["b"] // 2, summary
+    assert [w for w, _ in fair].index("b") <= 4, summary
+    # The weights are the strategy's, not the plain priorities.
+    assert {p for _, p in fair} - set(PRIORITY.values()), summary
+
+    # A DAG run start re-reads the thermal state: the zone cooled, the pool's description follows.
+    thermal_zone(scheduler["hw"], 40.0)  # nominal
+    time.sleep(6)  # the listener reuses a reading for 5 s
+    subprocess.run([scheduler["airflow"], "dags", "trigger", "tick"], env=env, check=True, stdout=subprocess.DEVNULL)
+    wait_for(lambda: "thermal nominal" in query(db, "select description from slot_pool where pool = ?", COMPUTE_POOL)[0][0],
+             60, "the DAG-run listener to resize mlx_compute for the nominal state")
+    wait_for(lambda: query(db, "select 1 from dag_run where dag_id = 'tick' and state in ('success', 'failed')"),
+             60, "the tick run to finish")
