@@ -10,7 +10,6 @@ interpreter; Airflow's own import is measured separately and excluded.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import tempfile

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from airflow.sdk import DAG
 
-    from mlops.config import ConfigError, ProjectConfig
+    from mlops.config import ProjectConfig
 
 START_DATE = datetime(2026, 1, 1, tzinfo=timezone.utc)
 log = logging.getLogger(__name__)

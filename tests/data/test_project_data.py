@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-import socket
 from pathlib import Path
 
 import numpy as np
 import pytest
+from mlops_testing import free_port
 
 from mlops.data.dvc_workspace import DataError
 from mlops.data.model_artifacts import version_model_artifacts
@@ -81,9 +81,7 @@ def test_unknown_version_names_remote_and_keeps_workspace(tmp_path: Path):
 
 
 def test_unreachable_remote_fails_with_remote_in_message(tmp_path: Path):
-    with socket.socket() as s:  # a port nothing listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()  # a port nothing listens on
     settings = make_settings(tmp_path, remote="s3://bucket/dvc", endpoint=f"http://127.0.0.1:{port}")
     with pytest.raises(DataError) as info:
         pull(settings)
@@ -96,9 +94,7 @@ def test_s3_remote_on_moto(tmp_path: Path, monkeypatch):
     boto3 = pytest.importorskip("boto3")
     from moto.server import ThreadedMotoServer
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     try:

@@ -8,16 +8,13 @@ error, and a YAML dropped into projects/ becomes a DAG with nothing else to writ
 from __future__ import annotations
 
 import os
-import shutil
 import signal
-import socket
-import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from mlops_testing import free_port, sqlite_rows, wait_for
 
 from mlops.airflow_env import airflow_environment
 from mlops.settings import Settings
@@ -33,22 +30,6 @@ training:
   epochs: 1
 retries: 0
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(predicate, timeout: float, what: str, interval: float = 1.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 @pytest.fixture
@@ -95,20 +76,12 @@ def airflow_services(tmp_path: Path):
                 os.killpg(proc.pid, signal.SIGKILL)
 
 
-def query(db: Path, sql: str, *args) -> list[tuple]:
-    try:
-        with sqlite3.connect(db, timeout=5) as conn:
-            return conn.execute(sql, args).fetchall()
-    except sqlite3.OperationalError:  # table not there yet / locked
-        return []
-
-
 def active_dags(db: Path) -> set[str]:
-    return {r[0] for r in query(db, "select dag_id from dag where is_stale = 0 and has_import_errors = 0")}
+    return {r[0] for r in sqlite_rows(db, "select dag_id from dag where is_stale = 0 and has_import_errors = 0")}
 
 
 def import_errors(db: Path) -> dict[str, str]:
-    return dict(query(db, "select filename, stacktrace from import_error"))
+    return dict(sqlite_rows(db, "select filename, stacktrace from import_error"))
 
 
 def test_bad_yaml_is_an_import_error_while_good_dag_runs(airflow_services):
@@ -125,10 +98,10 @@ def test_bad_yaml_is_an_import_error_while_good_dag_runs(airflow_services):
     # The good DAG runs for real: scheduler → LocalExecutor → task SDK via the api-server.
     subprocess.run([svc["airflow"], "dags", "trigger", "svc_good__lifecycle"], env=svc["env"], check=True, stdout=subprocess.DEVNULL)
     state = wait_for(
-        lambda: next((s for (s,) in query(db, "select state from dag_run where dag_id = 'svc_good__lifecycle'") if s in ("success", "failed")), None),
+        lambda: next((s for (s,) in sqlite_rows(db, "select state from dag_run where dag_id = 'svc_good__lifecycle'") if s in ("success", "failed")), None),
         420, "the triggered lifecycle run to finish", interval=2,
     )
-    task_states = dict(query(db, "select task_id, state from task_instance where dag_id = 'svc_good__lifecycle'"))
+    task_states = dict(sqlite_rows(db, "select task_id, state from task_instance where dag_id = 'svc_good__lifecycle'"))
     assert state == "success", task_states
     assert task_states["register"] == "success"
 

@@ -26,14 +26,13 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
-import sqlite3
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+from mlops_testing import fake_thermal_zone, free_port, set_zone_state, sqlite_rows, wait_for
 
 from mlops.airflow_env import airflow_environment
 from mlops.hardware import probe
@@ -84,49 +83,13 @@ with DAG("tick", schedule=None, start_date=START, catchup=False) as tick:
 '''
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(predicate, timeout: float, what: str, interval: float = 1.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-
-
-def query(db: Path, sql: str, *args) -> list[tuple]:
-    try:
-        with sqlite3.connect(db, timeout=5) as conn:
-            return conn.execute(sql, args).fetchall()
-    except sqlite3.OperationalError:  # table not there yet / locked
-        return []
-
-
-def thermal_zone(root: Path, temp_c: float) -> None:
-    """A fake sysfs zone: passive trip at 80 °C, critical at 100 °C."""
-    zone = root / "sys/class/thermal/thermal_zone0"
-    zone.mkdir(parents=True, exist_ok=True)
-    (zone / "type").write_text("x86_pkg_temp\n")
-    (zone / "trip_point_0_temp").write_text("80000\n")
-    (zone / "trip_point_0_type").write_text("passive\n")
-    (zone / "trip_point_1_temp").write_text("100000\n")
-    (zone / "trip_point_1_type").write_text("critical\n")
-    (zone / "temp").write_text(f"{int(temp_c * 1000)}\n")
-
-
 @pytest.fixture
 def scheduler(tmp_path: Path):
     """api-server + scheduler + dag-processor on 127.0.0.1, fresh DB, the repo's plugins; stopped by PID."""
     state, dags, hw = tmp_path / "state", tmp_path / "dags", tmp_path / "hw"
     dags.mkdir()
     (dags / "fair_share_dags.py").write_text(DAGS)
-    thermal_zone(hw, 105.0)  # critical
+    fake_thermal_zone(hw, "critical")
     port = free_port()
     env = airflow_environment(Settings.from_env({"MLOPS_HOME": str(state)}), base=dict(os.environ))
     env.update(
@@ -174,7 +137,7 @@ def scheduler(tmp_path: Path):
 
 def start_order(db: Path, dag_ids: tuple[str, str]) -> list[tuple[str, int]]:
     """(project letter, stored priority_weight) of each task instance, by start time."""
-    rows = query(
+    rows = sqlite_rows(
         db,
         "select dag_id, priority_weight from task_instance where dag_id in (?, ?) and start_date is not null "
         "order by start_date",
@@ -194,7 +157,7 @@ def test_fair_share_lets_the_low_priority_project_progress(scheduler):
     logs = scheduler["logs"]
 
     critical = pool_plan(probe(), "critical")[COMPUTE_POOL].slots
-    pool = wait_for(lambda: query(db, "select slots, description from slot_pool where pool = ?", COMPUTE_POOL),
+    pool = wait_for(lambda: sqlite_rows(db, "select slots, description from slot_pool where pool = ?", COMPUTE_POOL),
                     90, "the scheduler's listener to create the mlx_compute pool")[0]
     assert pool[0] == critical and "thermal critical" in pool[1], pool
     wait_for(lambda: "mlops pools synced at scheduler start (thermal critical)" in (logs / "scheduler.log").read_text(),
@@ -206,7 +169,7 @@ def test_fair_share_lets_the_low_priority_project_progress(scheduler):
     dag_ids = ("fsa__load", "fsb__load", "ctla__load", "ctlb__load")
 
     def finished() -> bool:
-        rows = query(db, "select dag_id, count(*) from task_instance where state = 'success' and dag_id != 'tick' "
+        rows = sqlite_rows(db, "select dag_id, count(*) from task_instance where state = 'success' and dag_id != 'tick' "
                          "group by dag_id")
         done = dict(rows)
         return sum(done.get(d, 0) for d in dag_ids) == 2 * total
@@ -214,7 +177,7 @@ def test_fair_share_lets_the_low_priority_project_progress(scheduler):
     try:
         wait_for(finished, 240, "all 36 tasks to succeed", interval=2)
     except AssertionError:
-        states = query(db, "select dag_id, state, count(*) from task_instance group by dag_id, state")
+        states = sqlite_rows(db, "select dag_id, state, count(*) from task_instance group by dag_id, state")
         tail = (logs / "scheduler.log").read_text(errors="replace")[-4000:]
         raise AssertionError(f"not finished: {states}\n{tail}") from None
 
@@ -233,10 +196,10 @@ def test_fair_share_lets_the_low_priority_project_progress(scheduler):
     assert {p for _, p in fair} - set(PRIORITY.values()), summary
 
     # A DAG run start re-reads the thermal state: the zone cooled, the pool's description follows.
-    thermal_zone(scheduler["hw"], 40.0)  # nominal
+    set_zone_state(scheduler["hw"], "nominal")
     time.sleep(6)  # the listener reuses a reading for 5 s
     subprocess.run([scheduler["airflow"], "dags", "trigger", "tick"], env=env, check=True, stdout=subprocess.DEVNULL)
-    wait_for(lambda: "thermal nominal" in query(db, "select description from slot_pool where pool = ?", COMPUTE_POOL)[0][0],
+    wait_for(lambda: "thermal nominal" in sqlite_rows(db, "select description from slot_pool where pool = ?", COMPUTE_POOL)[0][0],
              60, "the DAG-run listener to resize mlx_compute for the nominal state")
-    wait_for(lambda: query(db, "select 1 from dag_run where dag_id = 'tick' and state in ('success', 'failed')"),
+    wait_for(lambda: sqlite_rows(db, "select 1 from dag_run where dag_id = 'tick' and state in ('success', 'failed')"),
              60, "the tick run to finish")

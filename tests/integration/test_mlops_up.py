@@ -3,22 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
-import socket
 import urllib.error
 import urllib.request
 
 import psutil
-import pytest
+from mlops_testing import free_port
 
 from mlops import services
 from mlops.settings import Settings
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def http(url: str, data: dict | None = None, token: str | None = None) -> tuple[int, dict | str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from mlops_testing import free_port
 
 from mlops.config import parse_project_text
 from mlops.settings import get_settings
@@ -96,14 +97,10 @@ def test_threshold_not_met_skips_registration_but_versions_artifacts(airflow_db,
 
 
 def test_mlflow_unreachable_fails_training_clearly(tmp_path: Path, monkeypatch):
-    import socket
-
     from mlops.training.trainer import train_project
     from mlops.tracking.client import TrackingUnavailable
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     monkeypatch.setenv("MLOPS_TRACKING_URI", f"http://127.0.0.1:{port}")
     config = parse_project_text(PROJECT.format(name="smoke_down", threshold=0), "x.yaml")
     with pytest.raises(TrackingUnavailable, match=f"127.0.0.1:{port} is unreachable.*mlops up"):

@@ -3,38 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from mlops_testing import fake_thermal_zone, set_zone_state
 
 REPO = Path(__file__).resolve().parents[2]
-
-# Millidegrees giving each state for a zone with trips passive 85 °C, hot 95 °C, critical 105 °C.
-TEMPS = {"nominal": 40000, "fair": 80000, "serious": 90000, "critical": 96000}
-
-
-def fake_tree(root: Path, state: str) -> Path:
-    zone = root / "sys/class/thermal/thermal_zone0"
-    zone.mkdir(parents=True, exist_ok=True)
-    (zone / "type").write_text("x86_pkg_temp\n")
-    for i, (trip, kind) in enumerate([(85000, "passive"), (95000, "hot"), (105000, "critical")]):
-        (zone / f"trip_point_{i}_temp").write_text(f"{trip}\n")
-        (zone / f"trip_point_{i}_type").write_text(f"{kind}\n")
-    set_state(root, state)
-    return root
-
-
-def set_state(root: Path, state: str) -> None:
-    """Atomically rewrite the zone's temp (a reader never sees a half-written file)."""
-    temp = root / "sys/class/thermal/thermal_zone0/temp"
-    scratch = temp.with_name(".temp.tmp")
-    scratch.write_text(f"{TEMPS[state]}\n")
-    os.replace(scratch, temp)
-
 
 def switch_later(root: Path, state: str, delay: float, when: Callable[[], bool] | None = None) -> dict:
     """Thread: (once ``when()`` holds) sleep ``delay`` s, then switch the tree to ``state``; records the time."""
@@ -46,7 +23,7 @@ def switch_later(root: Path, state: str, delay: float, when: Callable[[], bool] 
             time.sleep(0.2)
         time.sleep(delay)
         record["switched_at"] = time.time()
-        set_state(root, state)
+        set_zone_state(root, state)
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
@@ -68,7 +45,7 @@ def first_event(trigger):
 def test_trigger_waits_then_proceeds_after_switch(tmp_path):
     from operators.triggers import ThermalTrigger
 
-    root = fake_tree(tmp_path, "serious")
+    root = fake_thermal_zone(tmp_path, "serious")
     trigger = ThermalTrigger(
         threshold="serious", on_unknown="wait", poll_interval=0.25, deadline=time.time() + 30, hardware_root=str(root)
     )
@@ -84,7 +61,7 @@ def test_trigger_waits_then_proceeds_after_switch(tmp_path):
 def test_trigger_times_out_at_deadline(tmp_path):
     from operators.triggers import ThermalTrigger
 
-    root = fake_tree(tmp_path, "critical")
+    root = fake_thermal_zone(tmp_path, "critical")
     start = time.time()
     trigger = ThermalTrigger(threshold="serious", on_unknown="wait", poll_interval=5, deadline=start + 1, hardware_root=str(root))
     event = first_event(trigger)
@@ -125,14 +102,14 @@ def sensor(**kwargs):
 
 
 def test_sensor_proceeds_at_once_without_deferring(tmp_path):
-    event = sensor(hardware_root=str(fake_tree(tmp_path, "fair"))).execute({})
+    event = sensor(hardware_root=str(fake_thermal_zone(tmp_path, "fair"))).execute({})
     assert event["status"] == "proceed" and event["state"] == "fair" and event["deferred"] is False
 
 
 def test_sensor_defers_with_a_serialisable_trigger(tmp_path, monkeypatch):
     from airflow.sdk.exceptions import TaskDeferred
 
-    monkeypatch.setenv("MLOPS_HARDWARE_ROOT", str(fake_tree(tmp_path, "serious")))
+    monkeypatch.setenv("MLOPS_HARDWARE_ROOT", str(fake_thermal_zone(tmp_path, "serious")))
     with pytest.raises(TaskDeferred) as deferred:
         sensor(timeout=60, poll_interval=5).execute({})
     assert deferred.value.method_name == "execute_complete"
@@ -181,11 +158,11 @@ def test_bad_policy_is_rejected_at_parse_time():
 def test_poke_mode_same_decision(tmp_path):
     from airflow.sdk.exceptions import AirflowFailException
 
-    root = fake_tree(tmp_path, "serious")
+    root = fake_thermal_zone(tmp_path, "serious")
     gate = sensor(deferrable=False, hardware_root=str(root))
     assert gate.mode == "reschedule"
     assert not gate.poke({})
-    set_state(root, "nominal")
+    set_zone_state(root, "nominal")
     done = gate.poke({})
     assert done and done.xcom_value["state"] == "nominal"
     with pytest.raises(AirflowFailException):
@@ -227,7 +204,7 @@ def load_dag(name: str, timeout: int, projects: Path, hardware: Path, monkeypatc
 
 
 def test_lifecycle_waits_at_serious_and_trains_once_nominal(airflow_db, tmp_path, monkeypatch):
-    projects, hardware = tmp_path / "projects", fake_tree(tmp_path / "hw", "serious")
+    projects, hardware = tmp_path / "projects", fake_thermal_zone(tmp_path / "hw", "serious")
     projects.mkdir()
     dag = load_dag("thermal_e2e", 60, projects, hardware, monkeypatch)
     # Cool down 3 s after the gate started waiting (pull_data done -> the gate runs next).
@@ -245,7 +222,7 @@ def test_lifecycle_waits_at_serious_and_trains_once_nominal(airflow_db, tmp_path
 
 
 def test_lifecycle_gate_times_out_while_critical_and_training_never_runs(airflow_db, tmp_path, monkeypatch):
-    projects, hardware = tmp_path / "projects", fake_tree(tmp_path / "hw", "critical")
+    projects, hardware = tmp_path / "projects", fake_thermal_zone(tmp_path / "hw", "critical")
     projects.mkdir()
     dag = load_dag("thermal_e2e_hot", 10, projects, hardware, monkeypatch)
     started = time.time()

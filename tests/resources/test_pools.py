@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 
 import pytest
+from mlops_testing import fake_thermal_zone
 
 from mlops.hardware import HardwareProfile, ThermalReading, probe, probe_from_dir
 from mlops.resources.names import COMPUTE_POOL, MEMORY_POOL
@@ -145,15 +146,6 @@ def test_check_memory_fits():
 # ----------------------------------------------------------------- the Airflow DB (real, migrated)
 
 
-def _zone(root: Path, temp_c: float) -> None:
-    zone = root / "sys/class/thermal/thermal_zone0"
-    zone.mkdir(parents=True, exist_ok=True)
-    for name, value in {"type": "x86_pkg_temp", "temp": int(temp_c * 1000), "trip_point_0_temp": 80000,
-                        "trip_point_0_type": "passive", "trip_point_1_temp": 100000,
-                        "trip_point_1_type": "critical"}.items():
-        (zone / name).write_text(f"{value}\n")
-
-
 def _rows() -> dict[str, tuple[int, str, bool]]:
     from sqlalchemy import select
 
@@ -243,8 +235,8 @@ def test_pools_follow_a_fake_sysfs_zone(restore_pools, tmp_path, monkeypatch):
     monkeypatch.setenv("MLOPS_HARDWARE_ROOT", str(tmp_path))
     box = cpu_box(16, 64)
     got = []
-    for temp in (40, 75, 85, 105, 40):  # nominal, fair, serious, critical, nominal
-        _zone(tmp_path, temp)
+    for state in ("nominal", "fair", "serious", "critical", "nominal"):
+        fake_thermal_zone(tmp_path, state)
         got.append(sync_pools(box)[COMPUTE_POOL])
     assert got == [8, 6, 4, 2, 8]
     assert _rows()[COMPUTE_POOL][0] == 8
@@ -261,17 +253,17 @@ def test_listener_resizes_at_dag_run_start(restore_pools, tmp_path, monkeypatch)
     class Run:  # detached: no session, so the hook commits its own
         run_id = "manual__1"
 
-    _zone(tmp_path, 105)
+    fake_thermal_zone(tmp_path, "critical")
     listeners.on_dag_run_running(dag_run=Run(), msg="started")
     assert _rows()[COMPUTE_POOL][0] == 2
-    _zone(tmp_path, 40)
+    fake_thermal_zone(tmp_path, "nominal")
     listeners.on_dag_run_running(dag_run=Run(), msg="started")
     assert _rows()[COMPUTE_POOL][0] == 2  # reading reused for THERMAL_MAX_AGE seconds
     monkeypatch.setattr(listeners, "_thermal", [])
     listeners.on_dag_run_running(dag_run=Run(), msg="started")
     assert _rows()[COMPUTE_POOL][0] == 8
 
-    _zone(tmp_path, 105)
+    fake_thermal_zone(tmp_path, "critical")
     monkeypatch.setattr(listeners, "_thermal", [])
     listeners.on_starting(component=object())  # e.g. a task process: ignored
     assert _rows()[COMPUTE_POOL][0] == 8
@@ -283,7 +275,7 @@ def test_listener_resizes_at_dag_run_start(restore_pools, tmp_path, monkeypatch)
 def test_cli_sync_and_show(restore_pools, tmp_path, monkeypatch, capsys):
     from operators.pools_cli import main
 
-    _zone(tmp_path, 105)
+    fake_thermal_zone(tmp_path, "critical")
     monkeypatch.setenv("MLOPS_HARDWARE_ROOT", str(tmp_path))
     assert main(["sync", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
