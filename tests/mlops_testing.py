@@ -1,12 +1,16 @@
-"""Helpers the tests share: free loopback ports, polling, SQLite reads, fake sysfs thermal zones."""
+"""Helpers the tests share: loopback ports, polling, SQLite reads, fake thermal zones, a real Airflow."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
 import sqlite3
+import subprocess
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -60,3 +64,51 @@ def set_zone_state(root: Path, state: str, n: int = 0) -> None:
     scratch = temp.with_name(".temp.tmp")
     scratch.write_text(f"{ZONE_TEMPS[state]}\n")
     os.replace(scratch, temp)
+
+
+@contextlib.contextmanager
+def airflow_cluster(
+    tmp_path: Path, extra_env: dict[str, str], setup: Callable[[dict[str, str], str], None] | None = None
+) -> Iterator[dict[str, Any]]:
+    """Real api-server + scheduler + dag-processor on 127.0.0.1 over a fresh SQLite DB; stopped by PID.
+
+    `setup(env, airflow_binary)` runs after `airflow db migrate`, before the servers start.
+    """
+    from mlops.airflow_env import airflow_environment
+    from mlops.settings import Settings
+
+    state, logs = tmp_path / "state", tmp_path / "logs"
+    logs.mkdir()
+    port = free_port()
+    env = airflow_environment(Settings.from_env({"MLOPS_HOME": str(state)}), base=dict(os.environ))
+    env.update(
+        MLOPS_HOME=str(state),
+        AIRFLOW__API__PORT=str(port),
+        AIRFLOW__CORE__EXECUTION_API_SERVER_URL=f"http://127.0.0.1:{port}/execution/",
+        AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL="5",
+        AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC="1",
+        AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION="False",
+        **extra_env,
+    )
+    airflow = str(Path(sys.executable).with_name("airflow"))
+    subprocess.run([airflow, "db", "migrate"], env=env, check=True, stdout=subprocess.DEVNULL)
+    if setup is not None:
+        setup(env, airflow)
+    procs = []
+    try:
+        for argv in (["api-server", "--host", "127.0.0.1", "--port", str(port)], ["scheduler", "--skip-serve-logs"], ["dag-processor"]):
+            log = open(logs / f"{argv[0]}.log", "wb")
+            procs.append(subprocess.Popen([airflow, *argv], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+        yield {"env": env, "db": state / "airflow" / "airflow.db", "logs": logs, "airflow": airflow}
+    finally:
+        # dag-processor, scheduler, then the api-server: running tasks still reach the API while the scheduler stops.
+        for proc in reversed(procs):
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                continue
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)

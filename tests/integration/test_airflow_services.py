@@ -8,13 +8,12 @@ error, and a YAML dropped into projects/ becomes a DAG with nothing else to writ
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from mlops_testing import free_port, sqlite_rows, wait_for
+from mlops_testing import airflow_cluster, sqlite_rows, wait_for
 
 from mlops.airflow_env import airflow_environment
 from mlops.settings import Settings
@@ -35,45 +34,11 @@ retries: 0
 @pytest.fixture
 def airflow_services(tmp_path: Path):
     """api-server + scheduler + dag-processor on 127.0.0.1 against a fresh DB; stopped by PID."""
-    state, projects = tmp_path / "state", tmp_path / "projects"
+    projects = tmp_path / "projects"
     projects.mkdir()
-    port = free_port()
-    env = airflow_environment(Settings.from_env({"MLOPS_HOME": str(state)}), base=dict(os.environ))
-    env.update(
-        MLOPS_HOME=str(state),
-        MLOPS_PROJECTS_DIR=str(projects),
-        AIRFLOW__API__PORT=str(port),
-        AIRFLOW__CORE__EXECUTION_API_SERVER_URL=f"http://127.0.0.1:{port}/execution/",
-        AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL="3",
-        AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL="5",
-        AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC="1",
-        AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION="False",
-    )
-    airflow = str(Path(sys.executable).with_name("airflow"))
-    subprocess.run([airflow, "db", "migrate"], env=env, check=True, stdout=subprocess.DEVNULL)
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    procs = []
-    for argv in (
-        ["api-server", "--host", "127.0.0.1", "--port", str(port)],
-        ["scheduler", "--skip-serve-logs"],
-        ["dag-processor"],
-    ):
-        log = open(logs / f"{argv[0]}.log", "wb")
-        procs.append(subprocess.Popen([airflow, *argv], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
-    try:
-        yield {"env": env, "projects": projects, "db": state / "airflow" / "airflow.db", "logs": logs, "airflow": airflow}
-    finally:
-        for proc in procs:
-            try:
-                os.killpg(proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-        for proc in procs:
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
+    extra = {"MLOPS_PROJECTS_DIR": str(projects), "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "3"}
+    with airflow_cluster(tmp_path, extra) as cluster:
+        yield {**cluster, "projects": projects}
 
 
 def active_dags(db: Path) -> set[str]:

@@ -24,21 +24,16 @@ zone after it cools, which shows in the pool's description.
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from mlops_testing import fake_thermal_zone, free_port, set_zone_state, sqlite_rows, wait_for
+from mlops_testing import airflow_cluster, fake_thermal_zone, set_zone_state, sqlite_rows, wait_for
 
-from mlops.airflow_env import airflow_environment
 from mlops.hardware import probe
 from mlops.resources.pools import pool_plan
 from mlops.resources.names import COMPUTE_POOL
-from mlops.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 RUNS = {"a": 12, "b": 6}
@@ -86,53 +81,23 @@ with DAG("tick", schedule=None, start_date=START, catchup=False) as tick:
 @pytest.fixture
 def scheduler(tmp_path: Path):
     """api-server + scheduler + dag-processor on 127.0.0.1, fresh DB, the repo's plugins; stopped by PID."""
-    state, dags, hw = tmp_path / "state", tmp_path / "dags", tmp_path / "hw"
+    dags, hw = tmp_path / "dags", tmp_path / "hw"
     dags.mkdir()
     (dags / "fair_share_dags.py").write_text(DAGS)
     fake_thermal_zone(hw, "critical")
-    port = free_port()
-    env = airflow_environment(Settings.from_env({"MLOPS_HOME": str(state)}), base=dict(os.environ))
-    env.update(
-        MLOPS_HOME=str(state),
-        MLOPS_HARDWARE_ROOT=str(hw),
-        AIRFLOW__CORE__DAGS_FOLDER=str(dags),
-        AIRFLOW__CORE__PLUGINS_FOLDER=str(REPO / "plugins"),
-        AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION="False",
-        AIRFLOW__API__PORT=str(port),
-        AIRFLOW__CORE__EXECUTION_API_SERVER_URL=f"http://127.0.0.1:{port}/execution/",
-        AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL="30",
-        AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL="5",
-        AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC="1",
-    )
-    airflow = str(Path(sys.executable).with_name("airflow"))
-    subprocess.run([airflow, "db", "migrate"], env=env, check=True, stdout=subprocess.DEVNULL)
-    subprocess.run([airflow, "pools", "set", "fs_control", "1", "control: plain absolute priority"],
-                   env=env, check=True, stdout=subprocess.DEVNULL)
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    procs = []
-    try:
-        for argv in (
-            ["api-server", "--host", "127.0.0.1", "--port", str(port)],
-            ["scheduler", "--skip-serve-logs"],
-            ["dag-processor"],
-        ):
-            log = open(logs / f"{argv[0]}.log", "wb")
-            procs.append(subprocess.Popen([airflow, *argv], env=env, stdout=log, stderr=subprocess.STDOUT,
-                                          start_new_session=True))
-        yield {"env": env, "db": state / "airflow" / "airflow.db", "hw": hw, "logs": logs, "airflow": airflow}
-    finally:
-        # dag-processor, scheduler, then the api-server: running tasks still reach the API while the scheduler stops.
-        for proc in reversed(procs):
-            try:
-                os.killpg(proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                continue
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
+    extra = {
+        "MLOPS_HARDWARE_ROOT": str(hw),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
+        "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "30",
+    }
+
+    def control_pool(env: dict[str, str], airflow: str) -> None:
+        subprocess.run([airflow, "pools", "set", "fs_control", "1", "control: plain absolute priority"],
+                       env=env, check=True, stdout=subprocess.DEVNULL)
+
+    with airflow_cluster(tmp_path, extra, setup=control_pool) as cluster:
+        yield {**cluster, "hw": hw}
 
 
 def start_order(db: Path, dag_ids: tuple[str, str]) -> list[tuple[str, int]]:
