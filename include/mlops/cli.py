@@ -156,6 +156,27 @@ def cmd_pools(argv: list[str]) -> int:
     return _airflow_side("operators.pools_cli").main(argv)
 
 
+def cmd_worker(args: argparse.Namespace) -> int:
+    """Start an Airflow Celery worker that serves the queues this machine's probe qualifies it for."""
+    import importlib.util
+
+    from mlops.airflow_env import airflow_environment
+    from mlops.hardware import probe
+    from mlops.resources.names import worker_queues
+
+    queues = worker_queues(probe())
+    argv = [str(Path(sys.executable).with_name("airflow")), "celery", "worker", "--queues", ",".join(queues)]
+    print(f"queues for this machine: {', '.join(queues)}")
+    if args.dry_run:
+        print(" ".join(argv))
+        return 0
+    if importlib.util.find_spec("airflow.providers.celery") is None:
+        print("the Celery executor is not installed: `uv sync --extra celery`, then set AIRFLOW__CORE__EXECUTOR="
+              "CeleryExecutor and a broker (see README, Scaling out)", file=sys.stderr)
+        return 2
+    os.execve(argv[0], argv, airflow_environment(get_settings()))
+
+
 def cmd_hardware(argv: list[str]) -> int:
     from mlops.hardware.cli import main
 
@@ -183,6 +204,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("up", help="start Airflow and MLflow on 127.0.0.1").set_defaults(func=cmd_up)
     sub.add_parser("down", help="stop what `up` started").set_defaults(func=cmd_down)
     sub.add_parser("status", help="which services run").set_defaults(func=cmd_status)
+    p = sub.add_parser("worker", help="start a Celery worker on the queues this machine's hardware serves")
+    p.add_argument("--dry-run", action="store_true", help="print the queues and the command only")
+    p.set_defaults(func=cmd_worker)
     p = sub.add_parser("airflow", help="run an Airflow command with the platform's environment")
     p.add_argument("airflow_args", nargs=argparse.REMAINDER)
     p.set_defaults(func=cmd_airflow)
