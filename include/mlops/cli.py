@@ -165,7 +165,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from mlops.resources.names import worker_queues
 
     queues = worker_queues(probe())
-    argv = [str(Path(sys.executable).with_name("airflow")), "celery", "worker", "--queues", ",".join(queues)]
+    argv = [str(Path(sys.executable).with_name("airflow")), "celery", "worker", "--queues", ",".join(queues),
+            "--concurrency", str(args.concurrency)]
+    if not args.serve_logs:  # Airflow's worker log server binds every interface (0.0.0.0:8793)
+        argv.append("--skip-serve-logs")
     print(f"queues for this machine: {', '.join(queues)}")
     if args.dry_run:
         print(" ".join(argv))
@@ -206,6 +209,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("status", help="which services run").set_defaults(func=cmd_status)
     p = sub.add_parser("worker", help="start a Celery worker on the queues this machine's hardware serves")
     p.add_argument("--dry-run", action="store_true", help="print the queues and the command only")
+    p.add_argument("--concurrency", type=int, default=1, help="tasks the worker runs at once (default 1: ML tasks are heavy)")
+    p.add_argument("--serve-logs", action="store_true", help="run Airflow's worker log server (listens on all interfaces)")
     p.set_defaults(func=cmd_worker)
     p = sub.add_parser("airflow", help="run an Airflow command with the platform's environment")
     p.add_argument("airflow_args", nargs=argparse.REMAINDER)
