@@ -348,3 +348,11 @@ def still_running(processes: list[Any]) -> list[str]:
         except psutil.NoSuchProcess:
             continue
     return alive
+
+
+def tiny_project(name: str, extra: str = "") -> str:
+    """A project YAML that runs its whole lifecycle in seconds (256 samples, one epoch, no retries)."""
+    return (
+        f"name: {name}\ndata:\n  num_samples: 256\nmodel:\n  family: mlp_classifier\n"
+        f"training:\n  epochs: 1\nretries: 0\n{extra}"
+    )

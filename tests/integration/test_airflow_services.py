@@ -13,22 +13,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from mlops_testing import airflow_cluster, sqlite_rows, wait_for
+from mlops_testing import airflow_cluster, sqlite_rows, tiny_project, wait_for
 
 from mlops.airflow_env import airflow_environment
 from mlops.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
-GOOD = """\
-name: svc_good
-data:
-  num_samples: 256
-model:
-  family: mlp_classifier
-training:
-  epochs: 1
-retries: 0
-"""
+GOOD = tiny_project("svc_good")
 
 
 @pytest.fixture

