@@ -1,6 +1,8 @@
 """Listener hookimpls of the ``mlops`` plugin: keep the MLX pools sized to the machine.
 
 * ``on_starting``: when the scheduler's job starts, size both pools from a fresh probe.
+* ``on_starting`` also starts a `PoolRefresher` thread in the scheduler (every
+  ``MLOPS_POOL_REFRESH_SECONDS``, default 30; 0 turns it off); ``before_stopping`` stops it.
 * ``on_dag_run_running``: every DAG run start re-reads the thermal state (at most once per
   :data:`THERMAL_MAX_AGE` s) and resizes the compute pool -- a hotter machine runs fewer
   MLX tasks at once, a cooled one gets its slots back.  The write joins the scheduler's
@@ -73,6 +75,27 @@ def on_starting(component) -> None:
         log.info("mlops pools synced at scheduler start (thermal %s): %s", thermal.state, slots)
     except Exception:  # noqa: BLE001
         log.exception("mlops: syncing the pools at scheduler start failed")
+    _start_refresher()
+
+
+_refresher: list = []  # the scheduler's PoolRefresher, if running
+
+
+def _start_refresher() -> None:
+    from mlops.settings import get_settings
+    from operators.pool_refresher import PoolRefresher
+
+    interval = get_settings().pool_refresh_seconds
+    if interval > 0 and not _refresher:
+        _refresher.append(PoolRefresher(interval))
+        _refresher[0].start()
+        log.info("mlops pools follow the thermal state every %.0f s", interval)
+
+
+@hookimpl
+def before_stopping(component) -> None:
+    while _refresher:
+        _refresher.pop().stop()
 
 
 @hookimpl

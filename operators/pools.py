@@ -32,13 +32,9 @@ def current_profile() -> HardwareProfile:
 
 
 def current_thermal() -> ThermalReading:
-    """The thermal state now: `read_thermal` (honours ``$MLOPS_HARDWARE_ROOT``), else the probe's."""
-    try:
-        from mlops.hardware.thermal import read_thermal
-    except ImportError:  # older tree without the poll-cheap reader
-        from mlops.hardware import probe
+    """The thermal state now (honours ``$MLOPS_HARDWARE_ROOT``)."""
+    from mlops.hardware.thermal import read_thermal
 
-        return probe().thermal
     return read_thermal()
 
 

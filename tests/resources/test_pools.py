@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 
 import pytest
-from mlops_testing import fake_thermal_zone
+from mlops_testing import fake_thermal_zone, set_zone_state, wait_for
 
 from mlops.hardware import HardwareProfile, ThermalReading, probe, probe_from_dir
 from mlops.resources.names import COMPUTE_POOL, MEMORY_POOL
@@ -292,3 +292,24 @@ def test_cli_sync_and_show(restore_pools, tmp_path, monkeypatch, capsys):
     assert "thermal state: critical" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         main(["resize"])
+
+
+def test_refresher_follows_the_thermal_state_between_dag_runs(restore_pools, tmp_path, monkeypatch):
+    """The scheduler's refresher thread shrinks the compute pool when the machine heats up, and restores it."""
+    import operators.pools
+    from operators.pool_refresher import PoolRefresher
+
+    monkeypatch.setenv("MLOPS_HARDWARE_ROOT", str(tmp_path))
+    monkeypatch.setattr(operators.pools, "current_profile", lambda: cpu_box(16, 64))  # 8 compute slots when cool
+    fake_thermal_zone(tmp_path, "nominal")
+    refresher = PoolRefresher(interval=0.2)
+    refresher.start()
+    try:
+        wait_for(lambda: _rows().get(COMPUTE_POOL, (0,))[0] == 8, 10, "the compute pool at nominal size")
+        set_zone_state(tmp_path, "critical")
+        wait_for(lambda: _rows()[COMPUTE_POOL][0] == 2, 10, "the compute pool to shrink (critical: 25 %)")
+        set_zone_state(tmp_path, "nominal")
+        wait_for(lambda: _rows()[COMPUTE_POOL][0] == 8, 10, "the compute pool to be restored")
+    finally:
+        refresher.stop()
+    assert not refresher.is_alive()
