@@ -99,9 +99,14 @@ def cmd_up(args: argparse.Namespace) -> int:
     pids = services.up(settings)
     for name, pid in pids.items():
         print(f"{name:14} pid {pid}")
-    print(f"Airflow UI: http://{settings.bind_host}:{settings.airflow_port}  (user admin, password in "
-          f"{settings.home / 'airflow' / 'simple_auth_manager_passwords.json.generated'})")
+    from mlops.serving.api_keys import ensure_api_key
+
+    passwords = settings.home / "airflow" / "simple_auth_manager_passwords.json.generated"
+    password = json.loads(passwords.read_text()).get("admin", "?") if passwords.exists() else "(see the api-server log)"
+    print(f"Airflow UI: http://{settings.bind_host}:{settings.airflow_port}  user admin, password {password}")
     print(f"MLflow UI:  http://{settings.bind_host}:{settings.mlflow_port}")
+    print(f"Gateway:    http://{settings.bind_host}:{settings.gateway_port}/v1/models  header X-API-Key: "
+          f"{ensure_api_key(settings)}")
     return 0
 
 
@@ -128,6 +133,13 @@ def cmd_airflow(args: argparse.Namespace) -> int:
     env = airflow_environment(get_settings())
     binary = str(Path(sys.executable).with_name("airflow"))
     os.execve(binary, [binary, *args.airflow_args], env)
+
+
+def cmd_serve(argv: list[str]) -> int:
+    """Run the model-serving gateway in the foreground (`mlops up` runs it in the background)."""
+    from mlops.serving.server import main
+
+    return main(argv)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -202,6 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", help="project name (projects/NAME.yaml) or a YAML path")
     p.set_defaults(func=cmd_init_project)
     sub.add_parser("hardware", help="print the hardware probe (see `mlops hardware -h`)", add_help=False)
+    sub.add_parser("serve", help="run the model-serving gateway (see `mlops serve -h`)", add_help=False)
     sub.add_parser("pools", help="size the mlx pools from the hardware (see `mlops pools -h`)", add_help=False)
     sub.add_parser("queue", help="what each waiting task waits for (see `mlops queue -h`)", add_help=False)
     sub.add_parser("up", help="start Airflow and MLflow on 127.0.0.1").set_defaults(func=cmd_up)
@@ -229,6 +242,8 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_queue(argv[1:])
     if argv[:1] == ["pools"]:
         return cmd_pools(argv[1:])
+    if argv[:1] == ["serve"]:
+        return cmd_serve(argv[1:])
     args = build_parser().parse_args(argv)
     return args.func(args)
 

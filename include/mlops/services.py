@@ -1,7 +1,7 @@
 """Start, stop and list the platform's services (`mlops up / down / status`).
 
 Each service is a real server process (Airflow's api-server, scheduler, dag-processor,
-triggerer; the MLflow tracking server) started in its own session with its log and PID
+triggerer; the MLflow tracking server; the model-serving gateway) started in its own session with its log and PID
 file under `<state>/run/`; stopping sends TERM to its process group, then KILL.
 """
 
@@ -50,6 +50,11 @@ def platform_services(settings: Settings) -> list[Service]:
             f"http://{host}:{settings.airflow_port}/api/v2/monitor/health",
         ),
         # --skip-serve-logs: the log server would listen on all interfaces.
+        Service(
+            "gateway",
+            [_bin("mlops"), "serve", "--host", host, "--port", str(settings.gateway_port)],
+            f"http://{host}:{settings.gateway_port}/healthz",
+        ),
         Service("scheduler", [_bin("airflow"), "scheduler", "--skip-serve-logs"], None),
         Service("dag-processor", [_bin("airflow"), "dag-processor"], None),
         Service("triggerer", [_bin("airflow"), "triggerer", "--skip-serve-logs"], None),
@@ -124,8 +129,11 @@ def sync_pools(settings: Settings) -> None:
 
 def up(settings: Settings) -> dict[str, int]:
     """Start every service (the MLflow server first) and wait for the HTTP ones to be healthy."""
+    from mlops.serving.api_keys import ensure_api_key
+
     migrate(settings)
     sync_pools(settings)
+    ensure_api_key(settings)  # the gateway never starts without a key
     env = airflow_environment(settings)
     env["MLOPS_TRACKING_URI"] = f"http://{settings.bind_host}:{settings.mlflow_port}"
     pids = {}

@@ -14,6 +14,7 @@ One object, read from the environment with documented defaults, so no module rea
 | MLOPS_DVC_REMOTE_ENDPOINT | (unset)                                | S3-compatible endpoint URL (MinIO, moto)  |
 | MLOPS_MLFLOW_PORT      | 5000                                      | port `mlops up` gives the MLflow server   |
 | MLOPS_AIRFLOW_PORT     | 8080                                      | port of Airflow's api-server (UI + API)   |
+| MLOPS_GATEWAY_PORT     | 8000                                      | port of the model-serving gateway         |
 | MLOPS_BIND_HOST        | 127.0.0.1                                 | address every server binds to             |
 | MLOPS_POOL_REFRESH_SECONDS | 30                                    | how often the scheduler re-sizes the mlx pools to the thermal state (0: only at DAG-run starts) |
 | MLOPS_HARDWARE_ROOT    | (unset: /)                                | fake /sys + /proc tree for the Linux readers (tests, simulations) |
@@ -39,6 +40,7 @@ class Settings:
     dvc_remote_endpoint: str | None
     mlflow_port: int
     airflow_port: int
+    gateway_port: int
     bind_host: str
     hardware_root: Path | None
     pool_refresh_seconds: float
@@ -56,6 +58,7 @@ class Settings:
             dvc_remote_endpoint=env.get("MLOPS_DVC_REMOTE_ENDPOINT") or None,
             mlflow_port=int(env.get("MLOPS_MLFLOW_PORT") or 5000),
             airflow_port=int(env.get("MLOPS_AIRFLOW_PORT") or 8080),
+            gateway_port=int(env.get("MLOPS_GATEWAY_PORT") or 8000),
             bind_host=env.get("MLOPS_BIND_HOST") or "127.0.0.1",
             pool_refresh_seconds=float(env.get("MLOPS_POOL_REFRESH_SECONDS") or 30),
             hardware_root=Path(env["MLOPS_HARDWARE_ROOT"].strip()) if env.get("MLOPS_HARDWARE_ROOT", "").strip() else None,

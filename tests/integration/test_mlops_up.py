@@ -38,11 +38,12 @@ def listening_addresses(pid: int) -> set[str]:
 
 def test_up_serves_behind_auth_on_loopback_and_down_stops_everything(tmp_path):
     settings = Settings.from_env(
-        {"MLOPS_HOME": str(tmp_path / "state"), "MLOPS_MLFLOW_PORT": str(free_port()), "MLOPS_AIRFLOW_PORT": str(free_port())}
+        {"MLOPS_HOME": str(tmp_path / "state"), "MLOPS_MLFLOW_PORT": str(free_port()),
+         "MLOPS_AIRFLOW_PORT": str(free_port()), "MLOPS_GATEWAY_PORT": str(free_port())}
     )
     try:
         pids = services.up(settings)
-        assert set(pids) == {"mlflow", "api-server", "scheduler", "dag-processor", "triggerer"}
+        assert set(pids) == {"mlflow", "api-server", "gateway", "scheduler", "dag-processor", "triggerer"}
         for name, pid in pids.items():
             assert listening_addresses(pid) <= {"127.0.0.1"}, name
 
@@ -52,6 +53,13 @@ def test_up_serves_behind_auth_on_loopback_and_down_stops_everything(tmp_path):
         status, body = http(f"{api}/auth/token", {"username": "admin", "password": passwords["admin"]})
         assert status == 201, body
         assert http(f"{api}/api/v2/dags", token=body["access_token"])[0] == 200
+
+        gateway = f"http://127.0.0.1:{settings.gateway_port}"
+        assert http(f"{gateway}/v1/models")[0] == 401  # the serving API requires a key too
+        key = (settings.home / "secrets" / "api_keys").read_text().split()[0]
+        request = urllib.request.Request(f"{gateway}/v1/models", headers={"X-API-Key": key})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            assert response.status == 200
 
         # Tracking goes through the real MLflow server.
         from mlops.config import parse_project_text

@@ -55,6 +55,14 @@ class TrainingSession(ABC):
         """Give a freshly created model the structure training left it in (adapters, quantized
         layers), so the saved weights load strictly. Families whose structure never changes keep this no-op."""
 
+    def predict(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run the trained model on a batch: named numpy arrays in, named numpy arrays out.
+
+        Inputs and outputs follow `ModelFamily.signature` (first axis = batch). Pure
+        inference: no weights change, and the same inputs always give the same outputs.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not implement predict")
+
     def weights(self) -> dict[str, Any]:
         """Flat name -> mx.array mapping saved as the model artifact (safetensors)."""
         from mlx.utils import tree_flatten
@@ -90,6 +98,15 @@ class ModelFamily(ABC):
         session.restore_structure(techniques)
         session.model.load_weights(str(weights_file), strict=True)
         return session
+
+    def signature(self, hyperparameters: dict[str, Any]) -> dict[str, Any]:
+        """What `TrainingSession.predict` takes and returns, as JSON-able data.
+
+        {"inputs": {name: spec}, "outputs": {name: spec}} where spec is {"dtype": "float32" | "int32",
+        "shape": [-1, d, ...]}: -1 is the batch axis (first) or any length; an optional
+        "max_shape" bounds -1 axes and an optional "range": [low, high) bounds int32 values.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not declare a signature")
 
     def check_hyperparameters(self, hyperparameters: dict[str, Any]) -> list[str]:
         """Names in `hyperparameters` this family does not know (for config validation)."""

@@ -98,6 +98,16 @@ class DualEncoderSession(Session):
         return {"recall_at_1": hits / len(image), "loss": loss / len(image)}
 
 
+    def predict(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """{"image": [B, image_dims]} -> {"embedding": [B, embed]}: the L2-normalised image embedding."""
+        import mlx.core as mx
+        import numpy as np
+
+        embedding = self.model.encode_image(mx.array(inputs["image"], dtype=mx.float32))
+        mx.eval(embedding)
+        return {"embedding": np.array(embedding, dtype=np.float32)}
+
+
 class DualEncoderFamily(ModelFamily):
     name = "dual_encoder"
     description = "CLIP-style image/text dual encoder, symmetric InfoNCE with learnable temperature; LoRA, quantization."
@@ -118,6 +128,13 @@ class DualEncoderFamily(ModelFamily):
         "source_shift": 0.5,
     }
     supported_techniques = frozenset({"lora", "quantization"})
+
+    def signature(self, hyperparameters: dict[str, Any]) -> dict[str, Any]:
+        hp = merged(self.default_hyperparameters, hyperparameters)
+        return {
+            "inputs": {"image": {"dtype": "float32", "shape": [-1, hp["image_dims"]]}},
+            "outputs": {"embedding": {"dtype": "float32", "shape": [-1, hp["embed"]]}},
+        }
 
     def make_dataset(self, seed: int, num_samples: int, hyperparameters: dict[str, Any]) -> dict[str, np.ndarray]:
         """Target pairs plus `train_source_*` pairs whose image prototypes are shifted (LoRA pretraining)."""

@@ -86,6 +86,17 @@ class FederatedSession(Session):
         }
 
 
+    def predict(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """{"x": [B, features]} -> class {"probabilities": [B, classes], "label": [B]}."""
+        import mlx.core as mx
+        import numpy as np
+
+        probabilities = mx.softmax(self.model(mx.array(inputs["x"], dtype=mx.float32)), axis=-1)
+        mx.eval(probabilities)
+        probabilities = np.array(probabilities, dtype=np.float32)
+        return {"probabilities": probabilities, "label": probabilities.argmax(axis=-1).astype(np.int32)}
+
+
 class FederatedMLPFamily(ModelFamily):
     name = "federated_mlp"
     description = "FedAvg over simulated clients with label-skewed (non-IID) shards; one epoch = one round."
@@ -102,6 +113,16 @@ class FederatedMLPFamily(ModelFamily):
         "quant_bits": 4,
     }
     supported_techniques = frozenset({"quantization"})
+
+    def signature(self, hyperparameters: dict[str, Any]) -> dict[str, Any]:
+        hp = merged(self.default_hyperparameters, hyperparameters)
+        return {
+            "inputs": {"x": {"dtype": "float32", "shape": [-1, hp["features"]]}},
+            "outputs": {
+                "probabilities": {"dtype": "float32", "shape": [-1, hp["num_classes"]]},
+                "label": {"dtype": "int32", "shape": [-1]},
+            },
+        }
 
     def make_dataset(self, seed: int, num_samples: int, hyperparameters: dict[str, Any]) -> dict[str, np.ndarray]:
         """Blob classes as in mlp_classifier, plus `train_client`: which client holds each train row."""

@@ -135,6 +135,16 @@ class MetaLearnerSession(Session):
         return {"adapted_loss": adapted_loss, "loss": loss}
 
 
+    def predict(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """{"x": [B, 1]} -> {"y": [B, 1]}: the meta-learned base model, without task adaptation."""
+        import mlx.core as mx
+        import numpy as np
+
+        y = self.model(mx.array(inputs["x"], dtype=mx.float32)[None])[0]  # one "task" of B points
+        mx.eval(y)
+        return {"y": np.array(y, dtype=np.float32)}
+
+
 class MetaLearnerFamily(ModelFamily):
     name = "meta_learner"
     description = "First-order MAML on few-shot sine regression; LoRA = adapt only adapters per task."
@@ -153,6 +163,12 @@ class MetaLearnerFamily(ModelFamily):
         "lora_alpha": 8.0,
     }
     supported_techniques = frozenset({"lora", "quantization"})
+
+    def signature(self, hyperparameters: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "inputs": {"x": {"dtype": "float32", "shape": [-1, 1]}},
+            "outputs": {"y": {"dtype": "float32", "shape": [-1, 1]}},
+        }
 
     def make_dataset(self, seed: int, num_samples: int, hyperparameters: dict[str, Any]) -> dict[str, np.ndarray]:
         """`num_samples` tasks: amplitude in [0.1, 5], phase in [0, pi], x uniform in [-5, 5]."""

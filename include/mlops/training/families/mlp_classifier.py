@@ -73,6 +73,16 @@ class MLPClassifierSession(Session):
     def evaluate(self, data: dict[str, np.ndarray]) -> dict[str, float]:
         return self._scores(self.model, data)
 
+    def predict(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """{"x": [B, features]} -> class {"probabilities": [B, classes], "label": [B]}."""
+        import mlx.core as mx
+        import numpy as np
+
+        probabilities = mx.softmax(self.model(mx.array(inputs["x"], dtype=mx.float32)), axis=-1)
+        mx.eval(probabilities)
+        probabilities = np.array(probabilities, dtype=np.float32)
+        return {"probabilities": probabilities, "label": probabilities.argmax(axis=-1).astype(np.int32)}
+
     def apply_techniques(self, techniques: list[str], data: dict[str, np.ndarray]) -> dict[str, Any]:
         from mlops.training.families._techniques import parameter_count
 
@@ -101,6 +111,16 @@ class MLPClassifierFamily(ModelFamily):
         "teacher_epochs": 3,
     }
     supported_techniques = frozenset({"quantization", "pruning", "distillation"})
+
+    def signature(self, hyperparameters: dict[str, Any]) -> dict[str, Any]:
+        hp = merged(self.default_hyperparameters, hyperparameters)
+        return {
+            "inputs": {"x": {"dtype": "float32", "shape": [-1, hp["features"]]}},
+            "outputs": {
+                "probabilities": {"dtype": "float32", "shape": [-1, hp["num_classes"]]},
+                "label": {"dtype": "int32", "shape": [-1]},
+            },
+        }
 
     def make_dataset(self, seed: int, num_samples: int, hyperparameters: dict[str, Any]) -> dict[str, np.ndarray]:
         import numpy as np

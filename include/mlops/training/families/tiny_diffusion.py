@@ -127,6 +127,23 @@ class TinyDiffusionSession(Session):
                 x = x + math.sqrt(variance) * mx.array(rng.standard_normal((count, 2)).astype(np.float32))
         return np.array(x)
 
+    def predict(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """{"noise": [B, 2]} -> {"samples": [B, 2]}: the deterministic (DDIM, eta = 0) reverse
+        process over all timesteps, started from the given noise; same noise, same samples."""
+        import mlx.core as mx
+        import numpy as np
+
+        x = mx.array(inputs["noise"], dtype=mx.float32)
+        count = x.shape[0]
+        for t in reversed(range(self.steps)):
+            ab = max(float(self.alpha_bars[t]), 1e-8)  # a beta of 1 (linear, few steps) zeroes it
+            ab_prev = float(self.alpha_bars[t - 1]) if t > 0 else 1.0
+            eps = self.model(x, mx.full((count,), t))
+            x0 = (x - math.sqrt(1 - ab) * eps) / math.sqrt(ab)
+            x = math.sqrt(ab_prev) * x0 + math.sqrt(1 - ab_prev) * eps
+        mx.eval(x)
+        return {"samples": np.array(x, dtype=np.float32)}
+
     def train_epoch(self, data: dict[str, np.ndarray], batch_size: int, epoch: int) -> EpochStats:
         import numpy as np
 
@@ -183,6 +200,12 @@ class TinyDiffusionFamily(ModelFamily):
         "self_improve_keep": 0.5,
     }
     supported_techniques = frozenset({"quantization"})
+
+    def signature(self, hyperparameters: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "inputs": {"noise": {"dtype": "float32", "shape": [-1, 2]}},
+            "outputs": {"samples": {"dtype": "float32", "shape": [-1, 2]}},
+        }
 
     def make_dataset(self, seed: int, num_samples: int, hyperparameters: dict[str, Any]) -> dict[str, np.ndarray]:
         """`modes` gaussians (std 0.1) evenly spaced on a circle of radius 1.5."""

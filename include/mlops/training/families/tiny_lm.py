@@ -84,6 +84,16 @@ class TinyLMSession(Session):
         return {"perplexity": math.exp(loss), "loss": loss}
 
 
+    def predict(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """{"tokens": int32 [B, T]} (1 <= T <= seq_len) -> {"next_token_logits": [B, vocab]} after the last token."""
+        import mlx.core as mx
+        import numpy as np
+
+        logits = self.model(mx.array(inputs["tokens"], dtype=mx.int32))[:, -1, :]
+        mx.eval(logits)
+        return {"next_token_logits": np.array(logits, dtype=np.float32)}
+
+
 class TinyLMFamily(ModelFamily):
     name = "tiny_lm"
     description = "One-block causal transformer LM on a low-entropy synthetic Markov language; LoRA, quantization."
@@ -104,6 +114,20 @@ class TinyLMFamily(ModelFamily):
     }
     supported_techniques = frozenset({"lora", "quantization"})
     throughput_unit = "tokens"
+
+    def signature(self, hyperparameters: dict[str, Any]) -> dict[str, Any]:
+        hp = merged(self.default_hyperparameters, hyperparameters)
+        return {
+            "inputs": {
+                "tokens": {
+                    "dtype": "int32",
+                    "shape": [-1, -1],
+                    "max_shape": [-1, hp["seq_len"]],
+                    "range": [0, hp["vocab"]],
+                }
+            },
+            "outputs": {"next_token_logits": {"dtype": "float32", "shape": [-1, hp["vocab"]]}},
+        }
 
     def make_dataset(self, seed: int, num_samples: int, hyperparameters: dict[str, Any]) -> dict[str, np.ndarray]:
         """`num_samples` target-chain sequences, plus as many `train_source_tokens` for LoRA pretraining.

@@ -1,0 +1,1 @@
+"""Model serving: one FastAPI gateway in front of every registered MLX model (no Airflow import)."""

@@ -1,0 +1,403 @@
+"""The serving gateway: one FastAPI app in front of every registered MLX model.
+
+Routes (JSON unless noted):
+
+| route                                                  | key | what                                            |
+|--------------------------------------------------------|-----|-------------------------------------------------|
+| POST /v1/projects/{project}/models/{model}/predict     | yes | run a batch; {project} = registered model name, |
+|                                                        |     | {model} = a version number or "latest"          |
+| GET  /v1/models                                        | yes | every model: versions, family, signature,       |
+|                                                        |     | backend "mlx", device, replicas 1               |
+| POST /v1/reload                                        | yes | rescan the registry for new/deleted versions    |
+| GET  /healthz                                          | no  | process is up (always 200)                      |
+| GET  /readyz                                           | no  | 200 once every model's latest version is loaded |
+|                                                        |     | (loads them), 503 otherwise                     |
+| GET  /metrics                                          | no  | Prometheus text: request counts by route/method/|
+|                                                        |     | status, latency histogram by route              |
+
+Predict body, validated against the family's signature (names, dtype, shape) -> 422 naming
+the field (`detail[0].loc`, e.g. ["body", "inputs", "x"]):
+
+* `{"inputs": {name: nested list with the batch first}}` -> `{"outputs": {name: nested list}}`
+* `{"instances": [{name: one record's list}, ...]}` -> `{"predictions": [{name: value}, ...]}`
+
+API key: header `X-API-Key: <key>` or `Authorization: Bearer <key>`; missing -> 401,
+wrong -> 403 (constant-time compare). Bodies over `max_body_bytes` -> 413 (Content-Length
+and the bytes actually received). Unknown project, version or a non-number version -> 404.
+
+Models load lazily (first predict, /readyz) and stay cached; MLX work runs on one dedicated
+thread (one replica per model, requests to it are serialized). A predict for an unknown
+model rescans the registry (at most every `rescan_seconds`), so new registrations appear
+without a restart; `reload()` (or POST /v1/reload) forces it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import JSONResponse, PlainTextResponse
+
+from mlops.serving.registry_models import ModelCatalog
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from mlops.settings import Settings
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+INT32 = (-(2**31), 2**31 - 1)
+
+
+class GatewayError(Exception):
+    """An HTTP error with a JSON `detail` (raised in the app, rendered by one handler)."""
+
+    def __init__(self, status: int, detail: Any, headers: dict[str, str] | None = None):
+        super().__init__(detail)
+        self.status, self.detail, self.headers = status, detail, headers
+
+
+class InputError(GatewayError):
+    """A 422 pointing at the offending field."""
+
+    def __init__(self, loc: list[Any], msg: str, kind: str):
+        super().__init__(422, [{"loc": ["body", *loc], "msg": msg, "type": kind}])
+
+
+# --- metrics -----------------------------------------------------------------------------
+
+
+class Metrics:
+    """Request counters and a latency histogram, rendered in the Prometheus text format."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.requests: dict[tuple[str, str, str], int] = {}
+        self.buckets: dict[str, list[int]] = {}
+        self.sums: dict[str, float] = {}
+        self.counts: dict[str, int] = {}
+
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        with self._lock:
+            key = (route, method, str(status))
+            self.requests[key] = self.requests.get(key, 0) + 1
+            buckets = self.buckets.setdefault(route, [0] * len(LATENCY_BUCKETS))
+            for i, bound in enumerate(LATENCY_BUCKETS):
+                if seconds <= bound:
+                    buckets[i] += 1
+            self.sums[route] = self.sums.get(route, 0.0) + seconds
+            self.counts[route] = self.counts.get(route, 0) + 1
+
+    def render(self) -> str:
+        def label(value: str) -> str:
+            return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+        lines = [
+            "# HELP mlops_gateway_requests_total HTTP requests by route template, method and status.",
+            "# TYPE mlops_gateway_requests_total counter",
+        ]
+        with self._lock:
+            for (route, method, status), count in sorted(self.requests.items()):
+                lines.append(
+                    f'mlops_gateway_requests_total{{route="{label(route)}",method="{method}",status="{status}"}} {count}'
+                )
+            lines += [
+                "# HELP mlops_gateway_request_duration_seconds Request latency by route template.",
+                "# TYPE mlops_gateway_request_duration_seconds histogram",
+            ]
+            for route in sorted(self.buckets):
+                name = label(route)
+                for bound, count in zip(LATENCY_BUCKETS, self.buckets[route]):
+                    lines.append(f'mlops_gateway_request_duration_seconds_bucket{{route="{name}",le="{bound}"}} {count}')
+                lines.append(
+                    f'mlops_gateway_request_duration_seconds_bucket{{route="{name}",le="+Inf"}} {self.counts[route]}'
+                )
+                lines.append(f'mlops_gateway_request_duration_seconds_sum{{route="{name}"}} {self.sums[route]}')
+                lines.append(f'mlops_gateway_request_duration_seconds_count{{route="{name}"}} {self.counts[route]}')
+        return "\n".join(lines) + "\n"
+
+
+class MetricsMiddleware:
+    """Pure ASGI middleware (no BaseHTTPMiddleware overhead): time every HTTP request."""
+
+    def __init__(self, app: Any, metrics: Metrics):
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def send_status(message: dict) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            self.metrics.observe(scope.get("method", ""), route, status, time.perf_counter() - start)
+
+
+# --- input validation --------------------------------------------------------------------
+
+
+def _shape_text(shape: list[int] | tuple[int, ...]) -> str:
+    return "[" + ", ".join("B" if i == 0 and d == -1 else ("*" if d == -1 else str(d)) for i, d in enumerate(shape)) + "]"
+
+
+def to_array(value: Any, spec: dict[str, Any], loc: list[Any], record: bool = False) -> np.ndarray:
+    """One input as a numpy array of the signature's dtype, or an InputError naming `loc`.
+
+    `record`: `value` is one instance (the signature's shape without the batch axis).
+    """
+    import numpy as np
+
+    shape = list(spec["shape"])[1 if record else 0 :]
+    max_shape = list(spec.get("max_shape", spec["shape"]))[1 if record else 0 :]
+    try:
+        array = np.asarray(value)
+    except (ValueError, TypeError):
+        raise InputError(loc, f"ragged nested list; expected shape {_shape_text(spec['shape'])}", "shape") from None
+    kind = array.dtype.kind
+    if kind not in "iuf" or array.dtype == object:
+        raise InputError(loc, f"expected {spec['dtype']} numbers, got {array.dtype.name} values", "dtype")
+    if array.ndim != len(shape) or any(
+        got == 0 or (want != -1 and got != want) or (limit != -1 and got > limit)
+        for got, want, limit in zip(array.shape, shape, max_shape)
+    ):
+        limit_text = f" (at most {_shape_text(max_shape)})" if "max_shape" in spec else ""
+        raise InputError(
+            loc, f"expected shape {_shape_text(shape)}{limit_text}, got {list(array.shape)}", "shape"
+        )
+    if spec["dtype"] == "int32":
+        if kind == "f":
+            raise InputError(loc, "expected int32 integers, got floats", "dtype")
+        low, high = spec.get("range", (INT32[0], INT32[1] + 1))
+        if array.min() < max(low, INT32[0]) or array.max() >= min(high, INT32[1] + 1):
+            raise InputError(loc, f"int32 values must lie in [{low}, {high})", "value")
+        return array.astype(np.int32)
+    array = array.astype(np.float32)
+    if not np.isfinite(array).all():
+        raise InputError(loc, "float32 values must be finite", "value")
+    return array
+
+
+def parse_inputs(payload: Any, signature: dict[str, Any]) -> tuple[dict[str, np.ndarray], str]:
+    """(arrays by input name, "inputs" | "instances") from a predict body, validated."""
+    import numpy as np
+
+    specs = signature["inputs"]
+    if not isinstance(payload, dict) or len({"inputs", "instances"} & set(payload)) != 1:
+        raise InputError([], 'body must be an object with exactly one of "inputs" or "instances"', "missing")
+    unknown = sorted(set(payload) - {"inputs", "instances"})
+    if unknown:
+        raise InputError([unknown[0]], f"unknown field {unknown[0]!r}", "extra")
+
+    def check_names(record: Any, loc: list[Any]) -> None:
+        if not isinstance(record, dict):
+            raise InputError(loc, f"expected an object with inputs {sorted(specs)}", "type")
+        for name in sorted(set(record) - set(specs)):
+            raise InputError([*loc, name], f"unknown input {name!r}; expected {sorted(specs)}", "extra")
+        for name in sorted(set(specs) - set(record)):
+            raise InputError([*loc, name], f"missing input {name!r}", "missing")
+
+    if "inputs" in payload:
+        form, inputs = "inputs", payload["inputs"]
+        check_names(inputs, ["inputs"])
+        arrays = {name: to_array(inputs[name], specs[name], ["inputs", name]) for name in sorted(specs)}
+    else:
+        form, instances = "instances", payload["instances"]
+        if not isinstance(instances, list) or not instances:
+            raise InputError(["instances"], "expected a non-empty list of records", "type")
+        rows: dict[str, list[np.ndarray]] = {name: [] for name in specs}
+        for i, record in enumerate(instances):
+            check_names(record, ["instances", i])
+            for name in sorted(specs):
+                rows[name].append(to_array(record[name], specs[name], ["instances", i, name], record=True))
+        arrays = {}
+        for name, values in rows.items():
+            if len({v.shape for v in values}) > 1:
+                raise InputError(["instances", name], "records differ in shape", "shape")
+            arrays[name] = np.stack(values)
+    batch = {name: len(a) for name, a in arrays.items()}
+    if len(set(batch.values())) > 1:
+        name = sorted(batch)[-1]
+        raise InputError([form, name], f"batch sizes differ across inputs: {batch}", "shape")
+    return arrays, form
+
+
+# --- the app -----------------------------------------------------------------------------
+
+
+class Gateway:
+    """State behind the app: the catalog, the single MLX thread, metrics, the keys."""
+
+    def __init__(self, settings: Settings, api_keys: set[str], max_body_bytes: int, rescan_seconds: float):
+        keys = {k for k in api_keys if k}
+        if not keys:
+            raise ValueError("the gateway needs at least one API key (MLOPS_API_KEYS or the keys file)")
+        self._keys = [k.encode() for k in sorted(keys)]
+        self.settings = settings
+        self.max_body_bytes = max_body_bytes
+        self.rescan_seconds = rescan_seconds
+        self.catalog = ModelCatalog(settings)
+        self.metrics = Metrics()
+        self.mlx = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlx")
+        self._last_scan = 0.0
+
+    def reload(self) -> dict[str, list[int]]:
+        """Pick up newly registered versions (and drop deleted ones)."""
+        self._last_scan = time.monotonic()
+        return self.catalog.reload()
+
+    def key_ok(self, given: str) -> bool:
+        given_bytes = given.encode()
+        ok = False
+        for key in self._keys:  # compare against every key: timing reveals neither match nor position
+            ok |= hmac.compare_digest(given_bytes, key)
+        return ok
+
+    async def in_mlx(self, fn: Any, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self.mlx, fn, *args)
+
+    async def in_thread(self, fn: Any, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
+
+    async def lookup(self, project: str, model: str):
+        if model != "latest" and not model.isdigit():
+            raise GatewayError(404, f"unknown version {model!r}: use a version number or 'latest'")
+        version: int | str = "latest" if model == "latest" else int(model)
+        if not self.catalog.scanned:
+            await self.in_thread(self.reload)
+        entry = self.catalog.get(project, version)
+        if entry is None and time.monotonic() - self._last_scan >= self.rescan_seconds:
+            await self.in_thread(self.reload)
+            entry = self.catalog.get(project, version)
+        if entry is None:
+            known = self.catalog.names()
+            if project not in known:
+                raise GatewayError(404, f"unknown project/model {project!r}; registered: {sorted(known)}")
+            raise GatewayError(404, f"{project!r} has no version {model}; versions: {known[project]}")
+        return entry
+
+    async def read_body(self, request: Request) -> bytes:
+        limit = self.max_body_bytes
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise GatewayError(413, f"body of {declared} bytes exceeds the limit of {limit} bytes")
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise GatewayError(413, f"body exceeds the limit of {limit} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+
+def create_app(
+    settings: Settings, api_keys: set[str], max_body_bytes: int = 1_000_000, rescan_seconds: float = 5.0
+) -> FastAPI:
+    """The gateway app serving every project's registered versions (see the module docstring)."""
+    gateway = Gateway(settings, api_keys, max_body_bytes, rescan_seconds)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        yield
+        gateway.mlx.shutdown(wait=False, cancel_futures=True)
+
+    app = FastAPI(title="mlops serving gateway", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.gateway = gateway
+    app.state.reload = gateway.reload
+    app.add_middleware(MetricsMiddleware, metrics=gateway.metrics)
+
+    @app.exception_handler(GatewayError)
+    async def _gateway_error(request: Request, exc: GatewayError) -> JSONResponse:
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status, headers=exc.headers)
+
+    def require_key(request: Request) -> None:
+        given = request.headers.get("x-api-key")
+        if given is None:
+            scheme, _, token = request.headers.get("authorization", "").partition(" ")
+            if scheme.lower() == "bearer" and token.strip():
+                given = token.strip()
+        if not given:
+            raise GatewayError(
+                401, "API key required: X-API-Key header or Authorization: Bearer", {"WWW-Authenticate": "Bearer"}
+            )
+        if not gateway.key_ok(given):
+            raise GatewayError(403, "invalid API key")
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    async def readyz() -> JSONResponse:
+        try:
+            if not gateway.catalog.scanned:
+                await gateway.in_thread(gateway.reload)
+            latest = gateway.catalog.latest()
+            if not latest:
+                return JSONResponse({"status": "not ready", "reason": "no registered models"}, status_code=503)
+            for entry in latest:
+                await gateway.in_mlx(gateway.catalog.session, entry)
+        except Exception as exc:  # registry down, artifact missing, weights not loadable
+            return JSONResponse({"status": "not ready", "reason": f"{type(exc).__name__}: {exc}"}, status_code=503)
+        return JSONResponse({
+            "status": "ready",
+            "models": {e.name: e.version for e in latest},
+            "device": gateway.catalog.device,
+        })
+
+    @app.get("/metrics")
+    async def metrics() -> PlainTextResponse:
+        return PlainTextResponse(gateway.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    @app.get("/v1/models", dependencies=[Depends(require_key)])
+    async def list_models() -> dict[str, Any]:
+        await gateway.in_thread(gateway.catalog.ensure_scanned)
+        return {"models": gateway.catalog.describe()}
+
+    @app.post("/v1/reload", dependencies=[Depends(require_key)])
+    async def reload() -> dict[str, Any]:
+        return {"models": await gateway.in_thread(gateway.reload)}
+
+    @app.post("/v1/projects/{project}/models/{model}/predict", dependencies=[Depends(require_key)])
+    async def predict(project: str, model: str, request: Request) -> JSONResponse:
+        body = await gateway.read_body(request)
+        entry = await gateway.lookup(project, model)
+        try:
+            payload = json.loads(body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise InputError([], f"invalid JSON: {exc}", "json") from None
+        arrays, form = parse_inputs(payload, entry.signature)
+
+        def run() -> dict[str, np.ndarray]:
+            return gateway.catalog.session(entry).predict(arrays)
+
+        outputs = await gateway.in_mlx(run)
+        result: dict[str, Any] = {"model": entry.name, "version": entry.version}
+        if form == "inputs":
+            result["outputs"] = {name: value.tolist() for name, value in outputs.items()}
+        else:
+            columns = {name: value.tolist() for name, value in outputs.items()}
+            batch = len(next(iter(arrays.values())))
+            result["predictions"] = [{name: column[i] for name, column in columns.items()} for i in range(batch)]
+        return JSONResponse(result)
+
+    return app
+
+
+__all__ = ["Gateway", "Metrics", "create_app", "parse_inputs", "to_array"]

@@ -1,0 +1,70 @@
+"""`mlops serve` for real: uvicorn in a subprocess on a free 127.0.0.1 port, real HTTP calls, then stopped."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+from serving_support import MLP
+
+pytestmark = pytest.mark.timeout(90)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _call(url: str, body: dict | None = None, key: str | None = None) -> tuple[int, dict]:
+    headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {key}"} if key else {})}
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, headers=headers, method="POST" if data else "GET")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"{}")
+
+
+def test_serve_main_answers_real_http(served):
+    port = _free_port()
+    env = {**os.environ, "MLOPS_HOME": str(served.home), "MLOPS_API_KEYS": "real-key"}
+    env.pop("MLOPS_TRACKING_URI", None)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mlops.serving.server", "--port", str(port)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if _call(f"{base}/healthz")[0] == 200:
+                    break
+            except OSError:
+                pass
+            assert process.poll() is None, process.stderr.read().decode()
+            assert time.monotonic() < deadline, "server did not come up"
+            time.sleep(0.2)
+        status, body = _call(f"{base}/v1/projects/{MLP}/models/latest/predict", {"inputs": {"x": [[0.1] * 32] * 2}}, "real-key")
+        assert status == 200 and len(body["outputs"]["label"]) == 2
+        assert _call(f"{base}/v1/projects/{MLP}/models/latest/predict", {"inputs": {"x": [[0.1] * 32]}})[0] == 401
+        assert _call(f"{base}/readyz")[0] == 200
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    assert process.returncode is not None
+    assert not os.path.exists(served.home / "secrets" / "api_keys")  # env keys: no file written
