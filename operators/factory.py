@@ -48,6 +48,7 @@ def build_lifecycle_dag(config: ProjectConfig, source: Path) -> DAG:
     from airflow.sdk import DAG, Param
 
     from mlops.lifecycle import lifecycle_plan
+    from operators.bento import BentoBuildOperator
     from operators.dvc import DVCPullOperator, DVCVersionArtifactsOperator
     from operators.evaluate import MLXEvaluateOperator
     from operators.mlflow_register import MLflowRegisterOperator
@@ -106,8 +107,9 @@ def build_lifecycle_dag(config: ProjectConfig, source: Path) -> DAG:
         train = MLXTrainOperator(data=pull_data.output, **common("train"))
         evaluate = MLXEvaluateOperator(data=pull_data.output, training=train.output, **common("evaluate"))
         register = MLflowRegisterOperator(training=train.output, evaluation=evaluate.output, **common("register"))
+        build = BentoBuildOperator(registered=register.output, **common("build"))
         version_artifacts = DVCVersionArtifactsOperator(training=train.output, **common("version_artifacts"))
-        pull_data >> thermal_gate >> train >> evaluate >> register >> version_artifacts
+        pull_data >> thermal_gate >> train >> evaluate >> register >> build >> version_artifacts
     return dag
 
 

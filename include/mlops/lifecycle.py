@@ -2,7 +2,7 @@
 
 A step's name is its task id, the name of the library function it calls and (in
 CamelCase) of its operator, so a reader goes from a DAG task to its code in one hop.
-Only steps that have a real operator appear; later features add build, deploy, drift.
+Only steps that have a real operator appear; later features add deploy and drift.
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ def lifecycle_plan(config: ProjectConfig) -> list[Step]:
         ),
         Step("evaluate", "Re-score the saved model on the held-out split.", pool=COMPUTE_POOL, queue=queue),
         Step("register", f"Register the model version with its tags; {gate}."),
+        Step("build", "Package the registered model version as a Bento (BentoML), once per version."),
         Step(
             "version_artifacts",
             "Version the model folder with DVC and push it (also for models not registered).",

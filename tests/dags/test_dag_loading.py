@@ -61,7 +61,7 @@ def test_nine_projects_parse_without_heavy_imports_db_or_network():
     assert result["heavy"] == []
     assert result["calls"] == []
     tasks = result["tasks"]["quantized_optimization__lifecycle"]
-    assert tasks == ["pull_data", "thermal_gate", "train", "evaluate", "register", "version_artifacts"]
+    assert tasks == ["pull_data", "thermal_gate", "train", "evaluate", "register", "build", "version_artifacts"]
 
 
 def test_broken_yaml_is_an_import_error_and_hides_no_other_dag(tmp_path: Path):

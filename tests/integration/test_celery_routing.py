@@ -158,6 +158,7 @@ def _run_and_check(airflow: str, env: dict, dsn: str, redis_port: int, procs: di
         "train": ("success", "default"),
         "evaluate": ("success", "default"),
         "register": ("success", "default"),
+        "build": ("success", "default"),
         "version_artifacts": ("success", "default"),
     }
 
@@ -181,7 +182,7 @@ def _run_and_check(airflow: str, env: dict, dsn: str, redis_port: int, procs: di
         t = task_rows(dsn, apple)
         assert t["train"] == ("queued", "apple_silicon"), t
         assert t["pull_data"] == ("success", "default") and t["thermal_gate"] == ("success", "default"), t
-        assert all(t[k][0] in (None, "scheduled", "none") for k in ("evaluate", "register", "version_artifacts")), t
+        assert all(t[k][0] in (None, "scheduled", "none") for k in ("evaluate", "register", "build", "version_artifacts")), t
         assert run_state(dsn, apple) == "running"
         time.sleep(3)
     assert broker.llen("apple_silicon") == 1
@@ -189,4 +190,5 @@ def _run_and_check(airflow: str, env: dict, dsn: str, redis_port: int, procs: di
     # Every task that succeeded ran on the Celery worker: one SUCCESS result each in the result backend.
     done = sum(1 for (s,) in pg_rows(dsn, "select state from task_instance") if s == "success")
     results = dict(pg_rows(dsn, "select status, count(*) from celery_taskmeta group by status"))
-    assert results.get("SUCCESS") == done == 8, (results, done)
+    # 7 lifecycle tasks of the `any` run + pull_data and thermal_gate of the apple_silicon run
+    assert results.get("SUCCESS") == done == 9, (results, done)

@@ -31,7 +31,7 @@ def test_tasks_carry_owner_retries_backoff_priority_and_docs():
     assert "Checks the factory." in dag.doc_md and "projects/factory_check.yaml" in dag.doc_md
     assert dag.params["data_version"] == "0123456789abcdef0123456789abcdef.dir"
     assert [t.task_id for t in dag.topological_sort()] == [
-        "pull_data", "thermal_gate", "train", "evaluate", "register", "version_artifacts"
+        "pull_data", "thermal_gate", "train", "evaluate", "register", "build", "version_artifacts"
     ]
     train, evaluate = dag.get_task("train"), dag.get_task("evaluate")
     assert (train.pool, train.pool_slots) == ("mlx_memory", 2)  # training.memory_gb defaults to 2

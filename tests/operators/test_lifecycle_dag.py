@@ -47,7 +47,7 @@ def test_lifecycle_registers_a_tagged_model(airflow_db, tmp_path: Path, monkeypa
     dag, run, tis = run_lifecycle("smoke_ok", 0.3, tmp_path, monkeypatch)
     assert {t: ti.state for t, ti in tis.items()} == {
         "pull_data": "success", "thermal_gate": "success", "train": "success", "evaluate": "success",
-        "register": "success", "version_artifacts": "success",
+        "register": "success", "build": "success", "version_artifacts": "success",
     }
     training = tis["train"].xcom_pull(task_ids="train")
     registered = tis["register"].xcom_pull(task_ids="register")
@@ -88,7 +88,7 @@ def test_threshold_not_met_skips_registration_but_versions_artifacts(airflow_db,
     from mlflow import MlflowClient
 
     _, run, tis = run_lifecycle("smoke_gate", 1.01, tmp_path, monkeypatch)
-    assert tis["evaluate"].state == "success" and tis["register"].state == "skipped"
+    assert tis["evaluate"].state == "success" and tis["register"].state == tis["build"].state == "skipped"
     assert tis["version_artifacts"].state == "success"
     training = tis["train"].xcom_pull(task_ids="train")
     client = MlflowClient(get_settings().tracking_uri)
@@ -139,5 +139,5 @@ def test_every_shipped_project_runs_its_lifecycle_to_a_registered_model(project:
     dag = DagBag(dag_folder=str(REPO / "dags" / "project_lifecycles.py")).get_dag(f"{project}__lifecycle")
     tis = {ti.task_id: ti for ti in dag.test().get_task_instances()}
     assert {t: ti.state for t, ti in tis.items()} == dict.fromkeys(
-        ["pull_data", "thermal_gate", "train", "evaluate", "register", "version_artifacts"], "success"
+        ["pull_data", "thermal_gate", "train", "evaluate", "register", "build", "version_artifacts"], "success"
     ), tis["evaluate"].xcom_pull(task_ids="evaluate")

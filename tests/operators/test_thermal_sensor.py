@@ -212,7 +212,7 @@ def test_lifecycle_waits_at_serious_and_trains_once_nominal(airflow_db, tmp_path
     run = dag.test()
     tis = {ti.task_id: ti for ti in run.get_task_instances()}
     assert {t: ti.state for t, ti in tis.items()} == dict.fromkeys(
-        ["pull_data", "thermal_gate", "train", "evaluate", "register", "version_artifacts"], "success"
+        ["pull_data", "thermal_gate", "train", "evaluate", "register", "build", "version_artifacts"], "success"
     )
     gate = tis["thermal_gate"].xcom_pull(task_ids="thermal_gate")
     assert gate["status"] == "proceed" and gate["state"] == "nominal" and gate["deferred"] is True
@@ -230,7 +230,7 @@ def test_lifecycle_gate_times_out_while_critical_and_training_never_runs(airflow
     tis = {ti.task_id: ti for ti in run.get_task_instances()}
     assert run.state == "failed"
     assert tis["pull_data"].state == "success" and tis["thermal_gate"].state == "failed"
-    assert {tis[t].state for t in ("train", "evaluate", "register", "version_artifacts")} == {"upstream_failed"}
+    assert {tis[t].state for t in ("train", "evaluate", "register", "build", "version_artifacts")} == {"upstream_failed"}
     # never ran (Airflow stamps start/end dates on upstream_failed TIs, so check tries and XCom)
     assert tis["train"].try_number == 0 and tis["train"].xcom_pull(task_ids="train") is None
     assert tis["thermal_gate"].try_number == 1  # a thermal timeout is not retried

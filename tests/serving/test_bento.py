@@ -1,0 +1,204 @@
+"""`build_bento`: a registered MLX model version packaged as a BentoML 1.4 Bento that really serves."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+from serving_support import DIFFUSION, MLP
+
+from mlops.serving.bento import bento_name, bentoml_store, build_bento, python_packages
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def _inputs(signature: dict, batch: int = 3) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(7)
+    out = {}
+    for name, spec in signature["inputs"].items():
+        shape = [batch if i == 0 else (d if d != -1 else 4) for i, d in enumerate(spec["shape"])]
+        if spec["dtype"] == "int32":
+            low, high = spec.get("range", (0, 2))
+            out[name] = rng.integers(low, high, shape).astype(np.int32)
+        else:
+            out[name] = rng.standard_normal(shape).astype(np.float32)
+    return out
+
+
+def _expected(folder: Path, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    from mlops.training.artifacts import restore_session
+
+    return restore_session(folder).predict(inputs)
+
+
+@pytest.fixture(scope="module")
+def built(served) -> dict:
+    return build_bento(served.settings, MLP, served.versions[MLP][0])
+
+
+def _creation_time(settings, tag: str):
+    import bentoml
+
+    with bentoml_store(settings.home / "bentoml"):
+        return bentoml.get(tag).creation_time
+
+
+def test_tag_labels_and_contents(served, built):
+    version = served.versions[MLP][0]
+    assert built["created"] is True
+    assert built["tag"] == f"{bento_name(MLP)}:v{version}" == f"serve_mlp:v{version}"
+    path = Path(built["path"])
+    assert path.is_relative_to(served.home / "bentoml" / "bentos")
+    labels = built["labels"]
+    assert labels["project"] == labels["model"] == MLP
+    assert labels["model_version"] == str(version)
+    assert labels["family"] == "mlp_classifier"
+    assert labels["dtype"] == "float32"
+    assert labels["mlx_version"] == importlib.metadata.version("mlx")
+    assert labels["built_for"] == "linux-x86_64" and labels["device"] == "cpu"  # this test machine
+    src = path / "src"
+    assert (src / "service.py").is_file()
+    assert (src / "model" / "model.safetensors").is_file() and (src / "model" / "model.json").is_file()
+    assert (src / "mlops" / "training" / "artifacts.py").is_file()
+    assert (src / "mlops" / "training" / "families" / "mlp_classifier.py").is_file()
+    requirements = (path / "env" / "python" / "requirements.txt").read_text()
+    assert f"mlx[cpu]=={importlib.metadata.version('mlx')}" in requirements
+    assert "numpy==" in requirements
+
+
+def test_python_packages_per_platform():
+    mlx = importlib.metadata.version("mlx")
+    assert python_packages("Darwin")[0] == f"mlx=={mlx}"
+    assert python_packages("Linux")[0] == f"mlx[cpu]=={mlx}"
+
+
+def test_bento_names_are_sanitised():
+    assert bento_name("My Project/v2_") == "my-project-v2"
+    assert bento_name("serve_mlp") == "serve_mlp"
+    with pytest.raises(ValueError):
+        bento_name("__")
+
+
+def test_second_build_is_a_no_op(served, built, monkeypatch):
+    import bentoml
+
+    before = _creation_time(served.settings, built["tag"])
+
+    def no_rebuild(*args, **kwargs):
+        raise AssertionError("rebuilt an existing Bento")
+
+    monkeypatch.setattr(bentoml.bentos, "build", no_rebuild)
+    again = build_bento(served.settings, MLP, served.versions[MLP][0])
+    assert again["created"] is False
+    assert again["tag"] == built["tag"] and again["path"] == built["path"] and again["labels"] == built["labels"]
+    assert _creation_time(served.settings, built["tag"]) == before
+
+
+def test_bento_service_predicts_like_the_model(built):
+    src = Path(built["path"]) / "src"
+    spec = importlib.util.spec_from_file_location("bento_service_under_test", src / "service.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    service = module.MLXModel()  # the bentoml Service: instantiates the inner class
+    inputs = _inputs(service.signature)
+    got = service.predict({name: value.tolist() for name, value in inputs.items()})
+    expected = _expected(src / "model", inputs)
+    assert sorted(got) == sorted(expected)
+    for name, value in expected.items():
+        np.testing.assert_allclose(np.asarray(got[name]), value, rtol=1e-5, atol=1e-6)
+    with pytest.raises(Exception, match="missing"):
+        service.predict({})
+
+
+def test_bento_src_is_self_contained(built):
+    """The Bento's own mlops copy (not the repo's) restores the model."""
+    src = Path(built["path"]) / "src"
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); import mlops, pathlib; "
+        "assert pathlib.Path(mlops.__file__).is_relative_to(sys.argv[1]), mlops.__file__; "
+        "from mlops.training.artifacts import restore_session; restore_session(pathlib.Path(sys.argv[1]) / 'model')"
+    )
+    subprocess.run([sys.executable, "-c", code, str(src)], check=True, timeout=60, cwd=src)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_bentoml_serve_answers_http(served, built, tmp_path):
+    port = _free_port()
+    env = {**os.environ, "BENTOML_HOME": str(served.home / "bentoml"), "BENTOML_DO_NOT_TRACK": "true"}
+    bentoml_cli = Path(sys.executable).parent / "bentoml"
+    log = (tmp_path / "serve.log").open("wb")
+    process = subprocess.Popen(
+        [str(bentoml_cli), "serve", built["tag"], "--host", "127.0.0.1", "--port", str(port)],
+        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=tmp_path,
+    )
+    try:
+        src = Path(built["path"]) / "src"
+        from mlops.training.artifacts import read_manifest
+        from mlops.training.families import get_family
+
+        manifest = read_manifest(src / "model")
+        inputs = _inputs(get_family(manifest["family"]).signature(manifest["hyperparameters"]))
+        body = json.dumps({"inputs": {k: v.tolist() for k, v in inputs.items()}}).encode()
+        deadline = time.monotonic() + 45
+        while True:
+            assert process.poll() is None, (tmp_path / "serve.log").read_text()[-3000:]
+            try:
+                request = urllib.request.Request(
+                    f"http://127.0.0.1:{port}/predict", data=body, headers={"Content-Type": "application/json"}
+                )
+                with urllib.request.urlopen(request, timeout=10) as response:
+                    got = json.loads(response.read())
+                break
+            except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
+                if isinstance(exc, urllib.error.HTTPError) and exc.code not in (502, 503):
+                    log.flush()
+                    raise AssertionError(f"HTTP {exc.code}: {(tmp_path / 'serve.log').read_text()[-3000:]}") from exc
+                assert time.monotonic() < deadline, (tmp_path / "serve.log").read_text()[-3000:]
+                time.sleep(0.3)
+        expected = _expected(src / "model", inputs)
+        for name, value in expected.items():
+            np.testing.assert_allclose(np.asarray(got[name]), value, rtol=1e-5, atol=1e-6)
+    finally:
+        os.kill(process.pid, signal.SIGTERM)  # the arbiter stops its workers
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.kill(process.pid, signal.SIGKILL)
+            process.wait(timeout=5)
+        log.close()
+
+
+def test_another_project_in_the_same_process(served, built):
+    """A second build gets its own service module and leaves BENTOML_HOME as it was."""
+    home_before = os.environ.get("BENTOML_HOME")
+    other = build_bento(served.settings, DIFFUSION, served.versions[DIFFUSION][0])
+    assert os.environ.get("BENTOML_HOME") == home_before
+    assert other["created"] is True and other["tag"] == f"serve_diffusion:v{served.versions[DIFFUSION][0]}"
+    assert other["labels"]["family"] == "tiny_diffusion"
+    src = Path(other["path"]) / "src"
+    assert "serve_diffusion" in (src / "service.py").read_text()
+    spec = importlib.util.spec_from_file_location("bento_service_diffusion", src / "service.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    service = module.MLXModel()
+    inputs = _inputs(service.signature, batch=2)
+    got = service.predict({name: value.tolist() for name, value in inputs.items()})
+    for name, value in _expected(src / "model", inputs).items():
+        np.testing.assert_allclose(np.asarray(got[name]), value, rtol=1e-5, atol=1e-5)
