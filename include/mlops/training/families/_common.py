@@ -39,6 +39,17 @@ def batches(n: int, batch_size: int, rng: np.random.Generator | None = None):
         yield order[start : start + batch_size]
 
 
+def classifier_signature(hp: dict[str, Any]) -> dict[str, Any]:
+    """Serving signature of the MLP classifiers: feature rows in, class probabilities and labels out."""
+    return {
+        "inputs": {"x": {"dtype": "float32", "shape": [-1, hp["features"]]}},
+        "outputs": {
+            "probabilities": {"dtype": "float32", "shape": [-1, hp["num_classes"]]},
+            "label": {"dtype": "int32", "shape": [-1]},
+        },
+    }
+
+
 def split(arrays: dict[str, np.ndarray], num_val: int) -> dict[str, np.ndarray]:
     """Name the first rows `val_*` and the rest `train_*` (rows are already i.i.d.)."""
     out = {}

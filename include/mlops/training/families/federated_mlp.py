@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from mlops.training.families._common import Session, make_blobs, merged, split
+from mlops.training.families._common import classifier_signature, Session, make_blobs, merged, split
 from mlops.training.families.base import EpochStats, ModelFamily
 
 if TYPE_CHECKING:
@@ -115,14 +115,7 @@ class FederatedMLPFamily(ModelFamily):
     supported_techniques = frozenset({"quantization"})
 
     def signature(self, hyperparameters: dict[str, Any]) -> dict[str, Any]:
-        hp = merged(self.default_hyperparameters, hyperparameters)
-        return {
-            "inputs": {"x": {"dtype": "float32", "shape": [-1, hp["features"]]}},
-            "outputs": {
-                "probabilities": {"dtype": "float32", "shape": [-1, hp["num_classes"]]},
-                "label": {"dtype": "int32", "shape": [-1]},
-            },
-        }
+        return classifier_signature(merged(self.default_hyperparameters, hyperparameters))
 
     def make_dataset(self, seed: int, num_samples: int, hyperparameters: dict[str, Any]) -> dict[str, np.ndarray]:
         """Blob classes as in mlp_classifier, plus `train_client`: which client holds each train row."""

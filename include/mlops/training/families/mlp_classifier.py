@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from mlops.training.families._common import Session, make_blobs, merged, split
+from mlops.training.families._common import classifier_signature, Session, make_blobs, merged, split
 from mlops.training.families.base import EpochStats, ModelFamily
 
 if TYPE_CHECKING:
@@ -113,14 +113,7 @@ class MLPClassifierFamily(ModelFamily):
     supported_techniques = frozenset({"quantization", "pruning", "distillation"})
 
     def signature(self, hyperparameters: dict[str, Any]) -> dict[str, Any]:
-        hp = merged(self.default_hyperparameters, hyperparameters)
-        return {
-            "inputs": {"x": {"dtype": "float32", "shape": [-1, hp["features"]]}},
-            "outputs": {
-                "probabilities": {"dtype": "float32", "shape": [-1, hp["num_classes"]]},
-                "label": {"dtype": "int32", "shape": [-1]},
-            },
-        }
+        return classifier_signature(merged(self.default_hyperparameters, hyperparameters))
 
     def make_dataset(self, seed: int, num_samples: int, hyperparameters: dict[str, Any]) -> dict[str, np.ndarray]:
         import numpy as np
