@@ -356,3 +356,34 @@ def tiny_project(name: str, extra: str = "") -> str:
         f"name: {name}\ndata:\n  num_samples: 256\nmodel:\n  family: mlp_classifier\n"
         f"training:\n  epochs: 1\nretries: 0\n{extra}"
     )
+
+
+def example_inputs(signature: dict, batch: int, seed: int = 0) -> dict:
+    """Random valid inputs for `signature`: -1 axes get `batch` (first) or up to 8 (others)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    out = {}
+    for name, spec in signature["inputs"].items():
+        limits = spec.get("max_shape", spec["shape"])
+        shape = [batch if i == 0 else (d if d != -1 else (min(8, m) if m != -1 else 8))
+                 for i, (d, m) in enumerate(zip(spec["shape"], limits))]
+        if spec["dtype"] == "int32":
+            low, high = spec.get("range", (0, 2))
+            out[name] = rng.integers(low, high, shape).astype(np.int32)
+        else:
+            out[name] = rng.standard_normal(shape).astype(np.float32)
+    return out
+
+
+def trained_session(name: str, techniques: list[str]):
+    """(family, hyperparameters, session): one epoch on 256 samples, techniques applied."""
+    from mlops.training.families import get_family
+
+    family = get_family(name)
+    hp = dict(family.default_hyperparameters)
+    data = family.make_dataset(0, 256, hp)
+    session = family.create(hp, techniques, 0)
+    session.train_epoch(data, 64, 0)
+    session.apply_techniques(techniques, data)
+    return family, hp, session

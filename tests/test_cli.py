@@ -38,3 +38,15 @@ def test_hardware_subcommand_reads_a_support_bundle(capsys):
     bundle = REPO / "tests" / "hardware" / "fixtures" / "m2pro_bundle"
     assert main(["hardware", "--from-dir", str(bundle), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["performance_cores"] == 8
+
+
+def test_init_project_and_demo_name_the_missing_file_instead_of_a_traceback(tmp_path: Path, monkeypatch, capsys):
+    from mlops.demo import run_demo
+    from mlops.settings import get_settings
+
+    monkeypatch.setenv("MLOPS_HOME", str(tmp_path))
+    assert main(["init-project", "no_such_project"]) == 1
+    assert "no_such_project.yaml" in capsys.readouterr().err
+    assert run_demo(get_settings(), "no_such_project") == 1
+    err = capsys.readouterr().err
+    assert "no_such_project.yaml" in err and "cannot read file" in err

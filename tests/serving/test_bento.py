@@ -17,24 +17,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from mlops_testing import example_inputs
 from serving_support import DIFFUSION, MLP
 
 from mlops.serving.bento import bento_name, bentoml_store, build_bento, python_packages
 
 pytestmark = pytest.mark.timeout(120)
-
-
-def _inputs(signature: dict, batch: int = 3) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(7)
-    out = {}
-    for name, spec in signature["inputs"].items():
-        shape = [batch if i == 0 else (d if d != -1 else 4) for i, d in enumerate(spec["shape"])]
-        if spec["dtype"] == "int32":
-            low, high = spec.get("range", (0, 2))
-            out[name] = rng.integers(low, high, shape).astype(np.int32)
-        else:
-            out[name] = rng.standard_normal(shape).astype(np.float32)
-    return out
 
 
 def _expected(folder: Path, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -112,7 +100,7 @@ def test_bento_service_predicts_like_the_model(built):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     service = module.MLXModel()  # the bentoml Service: instantiates the inner class
-    inputs = _inputs(service.signature)
+    inputs = example_inputs(service.signature, 3, seed=7)
     got = service.predict({name: value.tolist() for name, value in inputs.items()})
     expected = _expected(src / "model", inputs)
     assert sorted(got) == sorted(expected)
@@ -154,7 +142,7 @@ def test_bentoml_serve_answers_http(served, built, tmp_path):
         from mlops.training.families import get_family
 
         manifest = read_manifest(src / "model")
-        inputs = _inputs(get_family(manifest["family"]).signature(manifest["hyperparameters"]))
+        inputs = example_inputs(get_family(manifest["family"]).signature(manifest["hyperparameters"]), 3, seed=7)
         body = json.dumps({"inputs": {k: v.tolist() for k, v in inputs.items()}}).encode()
         deadline = time.monotonic() + 45
         while True:
@@ -198,7 +186,7 @@ def test_another_project_in_the_same_process(served, built):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     service = module.MLXModel()
-    inputs = _inputs(service.signature, batch=2)
+    inputs = example_inputs(service.signature, 2, seed=7)
     got = service.predict({name: value.tolist() for name, value in inputs.items()})
     for name, value in _expected(src / "model", inputs).items():
         np.testing.assert_allclose(np.asarray(got[name]), value, rtol=1e-5, atol=1e-5)

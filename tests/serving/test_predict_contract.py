@@ -7,9 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from mlops_testing import example_inputs, trained_session
 
 from mlops.training.artifacts import restore_session, save_model
-from mlops.training.families import family_names, get_family
+from mlops.training.families import family_names
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -21,32 +22,6 @@ EXPECTED_IO = {
     "tiny_diffusion": (["noise"], ["samples"]),
     "meta_learner": (["x"], ["y"]),
 }
-
-
-def example_inputs(signature: dict, batch: int, seed: int = 0) -> dict[str, np.ndarray]:
-    """Random valid inputs for `signature`: -1 axes get `batch` (first) or up to 8 (others)."""
-    rng = np.random.default_rng(seed)
-    out = {}
-    for name, spec in signature["inputs"].items():
-        limits = spec.get("max_shape", spec["shape"])
-        shape = [batch if i == 0 else (d if d != -1 else (min(8, m) if m != -1 else 8))
-                 for i, (d, m) in enumerate(zip(spec["shape"], limits))]
-        if spec["dtype"] == "int32":
-            low, high = spec.get("range", (0, 2))
-            out[name] = rng.integers(low, high, shape).astype(np.int32)
-        else:
-            out[name] = rng.standard_normal(shape).astype(np.float32)
-    return out
-
-
-def _trained(name: str, techniques: list[str]):
-    family = get_family(name)
-    hp = dict(family.default_hyperparameters)
-    data = family.make_dataset(0, 256, hp)
-    session = family.create(hp, techniques, 0)
-    session.train_epoch(data, 64, 0)
-    session.apply_techniques(techniques, data)
-    return family, hp, session
 
 
 def _check(signature: dict, outputs: dict, batch: int) -> None:
@@ -61,7 +36,7 @@ def _check(signature: dict, outputs: dict, batch: int) -> None:
 
 @pytest.mark.parametrize("name", family_names())
 def test_predict_follows_the_signature(name: str):
-    family, hp, session = _trained(name, [])
+    family, hp, session = trained_session(name, [])
     signature = family.signature(hp)
     assert json.loads(json.dumps(signature)) == signature
     inputs_names, output_names = EXPECTED_IO[name]
@@ -83,16 +58,16 @@ def test_predict_follows_the_signature(name: str):
 
 
 def test_family_outputs_mean_what_they_say():
-    family, hp, session = _trained("mlp_classifier", [])
+    family, hp, session = trained_session("mlp_classifier", [])
     out = session.predict(example_inputs(family.signature(hp), 4))
     np.testing.assert_allclose(out["probabilities"].sum(axis=1), 1.0, rtol=1e-5)
     np.testing.assert_array_equal(out["label"], out["probabilities"].argmax(axis=1))
 
-    family, hp, session = _trained("dual_encoder", [])
+    family, hp, session = trained_session("dual_encoder", [])
     out = session.predict(example_inputs(family.signature(hp), 4))
     np.testing.assert_allclose(np.linalg.norm(out["embedding"], axis=1), 1.0, rtol=1e-4)
 
-    family, hp, session = _trained("tiny_lm", [])
+    family, hp, session = trained_session("tiny_lm", [])
     tokens = example_inputs(family.signature(hp), 2)["tokens"]
     import mlx.core as mx
 
@@ -110,7 +85,7 @@ CASES = [
 
 @pytest.mark.parametrize(("name", "techniques"), CASES, ids=[f"{n}-{'+'.join(t)}" for n, t in CASES])
 def test_restored_model_predicts_the_same(name: str, techniques: list[str], tmp_path: Path):
-    family, hp, session = _trained(name, techniques)
+    family, hp, session = trained_session(name, techniques)
     signature = family.signature(hp)
     inputs = example_inputs(signature, batch=3, seed=1)
     before = session.predict(inputs)

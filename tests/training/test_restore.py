@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from mlops_testing import trained_session
 
 from mlops.training.artifacts import restore_session, save_model
-from mlops.training.families import get_family
 
 CASES = [
     ("mlp_classifier", []),
@@ -25,12 +25,8 @@ CASES = [
 
 @pytest.mark.parametrize(("name", "techniques"), CASES, ids=[f"{n}-{'+'.join(t) or 'plain'}" for n, t in CASES])
 def test_saved_model_restores_with_identical_metrics(name: str, techniques: list[str], tmp_path: Path):
-    family = get_family(name)
-    hp = dict(family.default_hyperparameters)
+    family, hp, session = trained_session(name, techniques)
     data = family.make_dataset(0, 256, hp)
-    session = family.create(hp, techniques, 0)
-    session.train_epoch(data, 64, 0)
-    session.apply_techniques(techniques, data)
     before = session.evaluate(data)
     save_model(tmp_path / "model", session, {"family": name, "hyperparameters": hp, "techniques": techniques, "seed": 0})
     after = restore_session(tmp_path / "model").evaluate(data)
