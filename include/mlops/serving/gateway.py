@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 
-from mlops.serving.registry_models import ModelCatalog
+from mlops.serving.registry_models import BackendUnavailable, ModelCatalog
 
 if TYPE_CHECKING:
     import numpy as np
@@ -338,6 +338,10 @@ def create_app(
             )
         if not gateway.key_ok(given):
             raise GatewayError(403, "invalid API key")
+
+    @app.exception_handler(BackendUnavailable)
+    async def _backend_unavailable(request: Request, exc: BackendUnavailable) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=503)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:

@@ -26,6 +26,10 @@ BACKEND = "mlx"
 MODEL_DIR_ARTIFACT = "model_dir"
 
 
+class BackendUnavailable(RuntimeError):
+    """The version's backend cannot run in this environment (the gateway answers 503 with the reason)."""
+
+
 @dataclass
 class ModelVersion:
     """One registered version: where its folder is cached, what it is, and (once loaded) its session."""
