@@ -134,9 +134,27 @@ def _stop(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 30
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
-    # Whatever of the group outlived its leader (forked children) goes too.
+    # Whatever of the group or session outlived its leader (forked children, Ray actors) goes too.
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
+    from mlops.services import kill_session
+
+    kill_session(proc.pid)
+
+
+@contextlib.contextmanager
+def ray_head(settings: Any, log: Path, num_cpus: int = 2) -> Iterator[subprocess.Popen]:
+    """A real Ray head (`ray start --head --block`, token auth) for `settings`; stopped by PID on exit."""
+    from mlops.serving.ray_cluster import head_argv, head_reachable, ray_environment
+
+    proc = _popen_logged(head_argv(settings, num_cpus=num_cpus), log, env={**os.environ, **ray_environment(settings)})
+    try:
+        wait_for(lambda: head_reachable(settings) or proc.poll() is not None, 60, "the Ray head", interval=0.2)
+        if proc.poll() is not None:
+            raise RuntimeError(f"ray start exited with {proc.returncode}: {log.read_text()[-2000:]}")
+        yield proc
+    finally:
+        _stop(proc)
 
 
 def postgres_binaries() -> Path | None:

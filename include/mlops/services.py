@@ -97,6 +97,29 @@ def wait_healthy(url: str, timeout: float = 120.0) -> bool:
     return False
 
 
+def session_members(leader: int) -> list[int]:
+    """PIDs of the live processes in `leader`'s session (Ray's actors move to their own process groups)."""
+    import psutil
+
+    members = []
+    for process in psutil.process_iter(["pid"]):
+        try:
+            if process.pid != leader and os.getsid(process.pid) == leader and process.status() != psutil.STATUS_ZOMBIE:
+                members.append(process.pid)
+        except (OSError, psutil.Error):
+            continue
+    return members
+
+
+def kill_session(leader: int) -> None:
+    """SIGKILL whatever is left of a service's session once its leader is gone."""
+    for pid in session_members(leader):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
 def stop(settings: Settings, name: str, timeout: float = 20.0) -> bool:
     pid = running_pid(settings, name)
     _pid_file(settings, name).unlink(missing_ok=True)
@@ -111,9 +134,11 @@ def stop(settings: Settings, name: str, timeout: float = 20.0) -> bool:
         try:
             os.killpg(pid, 0)
         except ProcessLookupError:
+            kill_session(pid)
             return True
         time.sleep(0.2)
     os.killpg(pid, signal.SIGKILL)
+    kill_session(pid)
     return True
 
 

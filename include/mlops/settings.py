@@ -16,6 +16,9 @@ One object, read from the environment with documented defaults, so no module rea
 | MLOPS_AIRFLOW_PORT     | 8080                                      | port of Airflow's api-server (UI + API)   |
 | MLOPS_GATEWAY_PORT     | 8000                                      | port of the model-serving gateway         |
 | MLOPS_BIND_HOST        | 127.0.0.1                                 | address every server binds to             |
+| MLOPS_RAY_PORT         | 6390                                      | port of the Ray head's GCS (`mlops up` starts the head) |
+| MLOPS_SERVE_PORT       | 8001                                      | port of Ray Serve's HTTP proxy (the gateway forwards to it) |
+| MLOPS_SERVING_MEMORY_GB | 25 % of RAM, at least 1                  | memory every project's replicas share (the Ray head's `memory` resource) |
 | MLOPS_POOL_REFRESH_SECONDS | 30                                    | how often the scheduler re-sizes the mlx pools to the thermal state (0: only at DAG-run starts) |
 | MLOPS_HARDWARE_ROOT    | (unset: /)                                | fake /sys + /proc tree for the Linux readers (tests, simulations) |
 """
@@ -44,6 +47,9 @@ class Settings:
     bind_host: str
     hardware_root: Path | None
     pool_refresh_seconds: float
+    ray_port: int = 6390
+    serve_port: int = 8001
+    serving_memory_gb: float | None = None
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -62,6 +68,9 @@ class Settings:
             bind_host=env.get("MLOPS_BIND_HOST") or "127.0.0.1",
             pool_refresh_seconds=float(env.get("MLOPS_POOL_REFRESH_SECONDS") or 30),
             hardware_root=Path(env["MLOPS_HARDWARE_ROOT"].strip()) if env.get("MLOPS_HARDWARE_ROOT", "").strip() else None,
+            ray_port=int(env.get("MLOPS_RAY_PORT") or 6390),
+            serve_port=int(env.get("MLOPS_SERVE_PORT") or 8001),
+            serving_memory_gb=float(env["MLOPS_SERVING_MEMORY_GB"]) if env.get("MLOPS_SERVING_MEMORY_GB") else None,
         )
 
     @cached_property
@@ -73,6 +82,16 @@ class Settings:
     def run_dir(self) -> Path:
         """PID files and logs of the services `mlops up` starts."""
         return self.home / "run"
+
+
+    @cached_property
+    def serving_memory_bytes(self) -> int:
+        """The memory budget of all served replicas together (MLOPS_SERVING_MEMORY_GB or 25 % of RAM)."""
+        if self.serving_memory_gb is not None:
+            return int(self.serving_memory_gb * 1024**3)
+        import psutil
+
+        return max(1024**3, psutil.virtual_memory().total // 4)
 
 
 def get_settings() -> Settings:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 NAME_PATTERN = r"^[a-z][a-z0-9_]{1,62}$"
 SCHEDULE_PRESETS = ("@once", "@continuous", "@hourly", "@daily", "@weekly", "@monthly", "@quarterly", "@yearly")
@@ -82,11 +82,28 @@ class EvaluationConfig(Section):
 
 
 class ServingConfig(Section):
-    enabled: bool = False
+    """How the registered model is served: a Ray Serve deployment behind the gateway."""
+
+    enabled: bool = Field(False, description="Deploy every registered version (the `<project>__deploy` DAG).")
     backend: Literal["mlx", "pytorch"] = "mlx"
-    replicas: int = Field(1, ge=1, le=64)
-    max_batch_size: int = Field(32, ge=1, le=4096)
-    memory_gb: float = Field(1.0, gt=0, le=1024)
+    min_replicas: int = Field(1, ge=1, le=64)
+    max_replicas: int = Field(2, ge=1, le=64, description="Upper bound; lowered to what the memory budget allows.")
+    target_ongoing_requests: float = Field(2.0, gt=0, le=1000, description="Autoscaling target per replica.")
+    upscale_delay_s: float = Field(3.0, ge=0, le=3600)
+    downscale_delay_s: float = Field(30.0, ge=0, le=86400)
+    cpus_per_replica: float = Field(0.5, gt=0, le=64)
+    max_batch_size: int = Field(32, ge=1, le=4096, description="Adaptive batching: most requests per model call.")
+    batch_wait_ms: float = Field(1.0, ge=0, le=1000, description="Longest wait for more requests once one is queued.")
+    memory_gb: float | None = Field(
+        None, gt=0, le=1024, description="Memory per replica; unset: the footprint measured for each version."
+    )
+    health_timeout_s: float = Field(120.0, gt=0, le=3600, description="A new version must be healthy within this.")
+
+    @model_validator(mode="after")
+    def _replica_bounds(self) -> ServingConfig:
+        if self.max_replicas < self.min_replicas:
+            raise ValueError(f"max_replicas ({self.max_replicas}) is below min_replicas ({self.min_replicas})")
+        return self
 
 
 class MonitoringConfig(Section):

@@ -7,7 +7,9 @@ Routes (JSON unless noted):
 | POST /v1/projects/{project}/models/{model}/predict     | yes | run a batch; {project} = registered model name, |
 |                                                        |     | {model} = a version number or "latest"          |
 | GET  /v1/models                                        | yes | every model: versions, family, signature,       |
-|                                                        |     | backend "mlx", device, replicas 1               |
+|                                                        |     | backend, device, replicas, deployment           |
+| GET  /v1/routes                                        | yes | route-table generation in use, routes, requests |
+|                                                        |     | in flight per target (the deployer drains on it)|
 | POST /v1/reload                                        | yes | rescan the registry for new/deleted versions    |
 | GET  /healthz                                          | no  | process is up (always 200)                      |
 | GET  /readyz                                           | no  | 200 once every model's latest version is loaded |
@@ -25,8 +27,12 @@ API key: header `X-API-Key: <key>` or `Authorization: Bearer <key>`; missing -> 
 wrong -> 403 (constant-time compare). Bodies over `max_body_bytes` -> 413 (Content-Length
 and the bytes actually received). Unknown project, version or a non-number version -> 404.
 
-Models load lazily (first predict, /readyz) and stay cached; MLX work runs on one dedicated
-thread (one replica per model, requests to it are serialized). A predict for an unknown
+Where a predict goes: a project with a route (`routes.py`, written by the deployer) sends
+"latest" and its routed version to that target (a Ray Serve deployment), forwarding the
+validated inputs; a target that cannot be reached gives 502 naming it. Every other version
+runs in this process: models load lazily (first predict, /readyz) and stay cached, MLX work
+runs on one dedicated thread, and requests that wait while a model is busy are batched
+into one call (`batching.MicroBatcher`; `batching=False` turns it off). A predict for an unknown
 model rescans the registry (at most every `rescan_seconds`), so new registrations appear
 without a restart; `reload()` (or POST /v1/reload) forces it.
 """
@@ -45,7 +51,9 @@ from typing import TYPE_CHECKING, Any
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 
+from mlops.serving.batching import MicroBatcher, predict_many
 from mlops.serving.registry_models import BackendUnavailable, ModelCatalog
+from mlops.serving.routes import Route, RouteWatcher, routes_file
 
 if TYPE_CHECKING:
     import numpy as np
@@ -244,7 +252,16 @@ def parse_inputs(payload: Any, signature: dict[str, Any]) -> tuple[dict[str, np.
 class Gateway:
     """State behind the app: the catalog, the single MLX thread, metrics, the keys."""
 
-    def __init__(self, settings: Settings, api_keys: set[str], max_body_bytes: int, rescan_seconds: float):
+    def __init__(
+        self,
+        settings: Settings,
+        api_keys: set[str],
+        max_body_bytes: int,
+        rescan_seconds: float,
+        batching: bool = True,
+        max_batch_size: int = 32,
+        batch_wait_ms: float = 1.0,
+    ):
         keys = {k for k in api_keys if k}
         if not keys:
             raise ValueError("the gateway needs at least one API key (MLOPS_API_KEYS or the keys file)")
@@ -256,6 +273,69 @@ class Gateway:
         self.metrics = Metrics()
         self.mlx = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlx")
         self._last_scan = 0.0
+        self.routes = RouteWatcher(routes_file(settings))
+        self.inflight: dict[str, int] = {}  # forwarded requests not answered yet, by target URL
+        self.batching, self.max_batch_size, self.batch_wait_s = batching, max_batch_size, batch_wait_ms / 1000
+        self.batchers: dict[tuple[str, int], MicroBatcher] = {}
+        self._client: Any = None  # httpx.AsyncClient, made in the event loop on first use
+
+    def client(self) -> Any:
+        if self._client is None:
+            import httpx
+
+            self._client = httpx.AsyncClient(
+                timeout=httpx.Timeout(60.0, connect=5.0),
+                limits=httpx.Limits(max_connections=256, max_keepalive_connections=64),
+            )
+        return self._client
+
+    async def close(self) -> None:
+        for batcher in self.batchers.values():
+            batcher.close()
+        if self._client is not None:
+            await self._client.aclose()
+        self.mlx.shutdown(wait=False, cancel_futures=True)
+
+    def route_for(self, project: str, model: str) -> Route | None:
+        """The routed target of this request, if the project has one and it serves `model`."""
+        route = self.routes.current().get(project)
+        if route is None or (model != "latest" and int(model) != route.version):
+            return None
+        return route
+
+    async def run_local(self, entry: Any, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """In-process predict on the MLX thread, batched with the requests waiting for the same model."""
+        if not self.batching:
+            return await self.in_mlx(lambda: self.catalog.session(entry).predict(arrays))
+        key = (entry.name, entry.version)
+        batcher = self.batchers.get(key)
+        if batcher is None:
+
+            async def run_batch(requests: list[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
+                return await self.in_mlx(lambda: predict_many(self.catalog.session(entry).predict, requests))
+
+            batcher = self.batchers[key] = MicroBatcher(run_batch, self.max_batch_size, self.batch_wait_s)
+        return await batcher.submit(arrays)
+
+    async def forward(self, route: Route, body: bytes) -> dict[str, Any]:
+        """POST the validated inputs to the route's target; 502 naming it when it fails."""
+        import httpx
+
+        url = route.url
+        self.inflight[url] = self.inflight.get(url, 0) + 1  # counted before any await: the drain sees it
+        try:
+            response = await self.client().post(url, content=body, headers={"Content-Type": "application/json"})
+        except httpx.HTTPError as exc:
+            raise GatewayError(502, f"{route.backend} backend of {route.project} v{route.version} at {url}: {type(exc).__name__}: {exc}") from None
+        finally:
+            self.inflight[url] -= 1
+            if not self.inflight[url]:
+                del self.inflight[url]
+        if response.status_code != 200:
+            raise GatewayError(
+                502, f"{route.backend} backend of {route.project} v{route.version} at {url} answered {response.status_code}: {response.text[:300]}"
+            )
+        return response.json()["outputs"]
 
     def reload(self) -> dict[str, list[int]]:
         """Pick up newly registered versions (and drop deleted ones)."""
@@ -275,10 +355,10 @@ class Gateway:
     async def in_thread(self, fn: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
 
-    async def lookup(self, project: str, model: str):
+    async def lookup(self, project: str, model: str, route: Route | None = None):
         if model != "latest" and not model.isdigit():
             raise GatewayError(404, f"unknown version {model!r}: use a version number or 'latest'")
-        version: int | str = "latest" if model == "latest" else int(model)
+        version: int | str = route.version if route else ("latest" if model == "latest" else int(model))
         if not self.catalog.scanned:
             await self.in_thread(self.reload)
         entry = self.catalog.get(project, version)
@@ -307,15 +387,21 @@ class Gateway:
 
 
 def create_app(
-    settings: Settings, api_keys: set[str], max_body_bytes: int = 1_000_000, rescan_seconds: float = 5.0
+    settings: Settings,
+    api_keys: set[str],
+    max_body_bytes: int = 1_000_000,
+    rescan_seconds: float = 5.0,
+    batching: bool = True,
+    max_batch_size: int = 32,
+    batch_wait_ms: float = 1.0,
 ) -> FastAPI:
     """The gateway app serving every project's registered versions (see the module docstring)."""
-    gateway = Gateway(settings, api_keys, max_body_bytes, rescan_seconds)
+    gateway = Gateway(settings, api_keys, max_body_bytes, rescan_seconds, batching, max_batch_size, batch_wait_ms)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         yield
-        gateway.mlx.shutdown(wait=False, cancel_futures=True)
+        await gateway.close()
 
     app = FastAPI(title="mlops serving gateway", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.gateway = gateway
@@ -372,7 +458,28 @@ def create_app(
     @app.get("/v1/models", dependencies=[Depends(require_key)])
     async def list_models() -> dict[str, Any]:
         await gateway.in_thread(gateway.catalog.ensure_scanned)
-        return {"models": gateway.catalog.describe()}
+        routes = gateway.routes.current()
+        models = gateway.catalog.describe()
+        for model in models:
+            route = routes.get(model["name"])
+            if route is not None:  # "latest" is the deployed version, served by its backend
+                model.update(
+                    serving_version=route.version,
+                    backend=route.backend,
+                    device=route.device,
+                    replicas=route.replicas,
+                    deployment={"url": route.url, "app": route.app, "deployed_at": route.deployed_at},
+                )
+        return {"models": models}
+
+    @app.get("/v1/routes", dependencies=[Depends(require_key)])
+    async def list_routes() -> dict[str, Any]:
+        routes = gateway.routes.current()
+        return {
+            "generation": gateway.routes.generation,
+            "routes": {name: {"version": r.version, "url": r.url, "backend": r.backend} for name, r in routes.items()},
+            "inflight": dict(gateway.inflight),
+        }
 
     @app.post("/v1/reload", dependencies=[Depends(require_key)])
     async def reload() -> dict[str, Any]:
@@ -381,22 +488,23 @@ def create_app(
     @app.post("/v1/projects/{project}/models/{model}/predict", dependencies=[Depends(require_key)])
     async def predict(project: str, model: str, request: Request) -> JSONResponse:
         body = await gateway.read_body(request)
-        entry = await gateway.lookup(project, model)
+        route = gateway.route_for(project, model) if model == "latest" or model.isdigit() else None
+        entry = await gateway.lookup(project, model, route)
         try:
             payload = json.loads(body)
         except (ValueError, UnicodeDecodeError) as exc:
             raise InputError([], f"invalid JSON: {exc}", "json") from None
         arrays, form = parse_inputs(payload, entry.signature)
-
-        def run() -> dict[str, np.ndarray]:
-            return gateway.catalog.session(entry).predict(arrays)
-
-        outputs = await gateway.in_mlx(run)
         result: dict[str, Any] = {"model": entry.name, "version": entry.version}
-        if form == "inputs":
-            result["outputs"] = {name: value.tolist() for name, value in outputs.items()}
+        if route is not None:
+            forwarded = body if form == "inputs" else json.dumps({"inputs": {k: v.tolist() for k, v in arrays.items()}})
+            columns = await gateway.forward(route, forwarded)
         else:
+            outputs = await gateway.run_local(entry, arrays)
             columns = {name: value.tolist() for name, value in outputs.items()}
+        if form == "inputs":
+            result["outputs"] = columns
+        else:
             batch = len(next(iter(arrays.values())))
             result["predictions"] = [{name: column[i] for name, column in columns.items()} for i in range(batch)]
         return JSONResponse(result)

@@ -1,0 +1,74 @@
+"""The Ray Serve deployment of one model version (imported by Ray replicas and by the deployer).
+
+HTTP (through Serve's proxy, at the version's route prefix; the gateway validated the body):
+
+* `GET`  -> {"status": "ok", "project", "version", "pid", "rss_bytes", "batches", "requests"}
+* `POST` {"inputs": {name: nested list, batch first}} -> {"outputs": {name: nested list}}
+
+MLX arrays belong to the thread that made them, so each replica restores and predicts on one
+dedicated thread; `@serve.batch` gathers the requests that wait meanwhile into one call
+(`batching.predict_many`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from ray import serve
+
+
+@serve.deployment(name="model", max_ongoing_requests=64, graceful_shutdown_timeout_s=30)
+class MLXReplica:
+    def __init__(self, folder: str, project: str, version: int, max_batch_size: int, batch_wait_s: float):
+        from mlops.training.artifacts import read_manifest, restore_session
+        from mlops.training.families import get_family
+
+        self.project, self.version = project, version
+        manifest = read_manifest(Path(folder))
+        self.signature = get_family(manifest["family"]).signature(manifest["hyperparameters"])
+        self.mlx = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlx")
+        self.session = self.mlx.submit(restore_session, Path(folder)).result()
+        self.device = self.mlx.submit(_device_name).result()
+        self.batched.set_max_batch_size(max_batch_size)
+        self.batched.set_batch_wait_timeout_s(batch_wait_s)
+        self.batches = self.requests = 0
+
+    async def __call__(self, request: Any) -> dict[str, Any]:
+        if request.method == "GET":
+            import psutil
+
+            return {
+                "status": "ok",
+                "project": self.project,
+                "version": self.version,
+                "device": self.device,
+                "pid": os.getpid(),
+                "rss_bytes": psutil.Process().memory_info().rss,
+                "batches": self.batches,
+                "requests": self.requests,
+            }
+        from mlops.serving.batching import as_arrays
+
+        payload = await request.json()
+        outputs = await self.batched(as_arrays(payload["inputs"], self.signature))
+        return {"outputs": {name: value.tolist() for name, value in outputs.items()}}
+
+    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.001)
+    async def batched(self, requests: list[dict]) -> list[dict]:
+        from mlops.serving.batching import predict_many
+
+        self.batches += 1
+        self.requests += len(requests)
+        return await asyncio.get_running_loop().run_in_executor(
+            self.mlx, predict_many, self.session.predict, requests
+        )
+
+
+def _device_name() -> str:
+    import mlx.core as mx
+
+    return "gpu" if mx.default_device() == mx.gpu else "cpu"

@@ -1,0 +1,119 @@
+"""The local Ray cluster that runs Ray Serve: its head's command line, its token, a driver connection.
+
+`mlops up` starts the head as a service (`head_argv`): `ray start --head --block` on
+127.0.0.1:`settings.ray_port`, with the serving memory budget as the node's `memory`
+resource, so Ray itself never places more replicas than the budget holds. More machines
+join with `ray start --address 127.0.0.1:<port>` run on them (with the same token).
+
+Security: Ray 2.60's core gRPC servers (GCS, raylet, workers, agents) listen on every
+interface whatever `--node-ip-address` says (ray-project/ray#55484 moves them, not released
+in 2.60), so the cluster runs with Ray's token authentication: `RAY_AUTH_MODE=token` and a
+token generated under `<state>/secrets/ray_token` (outside git, mode 0600). Nothing answers a
+client without it. Serve's HTTP proxy binds `settings.bind_host` (127.0.0.1); the public
+entry point stays the gateway, which requires API keys.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import secrets
+import socket
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mlops.settings import Settings
+
+NAMESPACE = "mlops"
+
+
+def ray_token_file(settings: Settings) -> Path:
+    return settings.home / "secrets" / "ray_token"
+
+
+def ensure_ray_token(settings: Settings) -> Path:
+    """The cluster's token file, created (0600) with a fresh random token when absent."""
+    path = ray_token_file(settings)
+    if not path.is_file() or not path.read_text().strip():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_hex(32))
+    return path
+
+
+def ray_environment(settings: Settings) -> dict[str, str]:
+    """Variables every Ray process of ours needs: token auth on, no usage stats."""
+    return {
+        "RAY_AUTH_MODE": "token",
+        "RAY_AUTH_TOKEN_PATH": str(ensure_ray_token(settings)),
+        "RAY_USAGE_STATS_ENABLED": "0",
+    }
+
+
+def ray_temp_dir(settings: Settings) -> Path:
+    """Ray's session folder: short (unix socket paths must stay under 108 bytes), one per state folder."""
+    digest = hashlib.sha1(str(settings.home).encode()).hexdigest()[:10]
+    return Path(tempfile.gettempdir()) / f"mlops-ray-{digest}"
+
+
+def ray_address(settings: Settings) -> str:
+    return f"127.0.0.1:{settings.ray_port}"
+
+
+def head_argv(settings: Settings, num_cpus: int | None = None) -> list[str]:
+    """`ray start --head --block ...`: stays in the foreground, so its PID is the service's."""
+    ray = str(Path(sys.executable).with_name("ray"))
+    return [
+        ray, "start", "--head", "--block",
+        "--node-ip-address=127.0.0.1",
+        f"--port={settings.ray_port}",
+        f"--num-cpus={num_cpus or os.cpu_count() or 1}",
+        f"--memory={settings.serving_memory_bytes}",
+        "--include-dashboard=false",
+        f"--temp-dir={ray_temp_dir(settings)}",
+        "--disable-usage-stats",
+    ]
+
+
+def head_reachable(settings: Settings, timeout: float = 1.0) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", settings.ray_port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def connected(settings: Settings) -> Iterator[None]:
+    """A driver connection to the head for the duration of the block (Serve's HTTP proxy started)."""
+    if not head_reachable(settings):
+        raise ConnectionError(
+            f"no Ray head at {ray_address(settings)}: start the platform with `mlops up` "
+            "(or set MLOPS_RAY_PORT to the head's port)"
+        )
+    os.environ.update(ray_environment(settings))
+    import ray
+    from ray import serve
+
+    ray.init(
+        address=ray_address(settings),
+        namespace=NAMESPACE,
+        log_to_driver=False,
+        logging_level="WARNING",
+        configure_logging=False,
+    )
+    try:
+        serve.start(http_options={"host": settings.bind_host, "port": settings.serve_port}, proxy_location="HeadOnly")
+        yield
+    finally:
+        ray.shutdown()
+
+
+def serve_url(settings: Settings, route_prefix: str) -> str:
+    return f"http://{settings.bind_host}:{settings.serve_port}{route_prefix}"
