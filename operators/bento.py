@@ -12,7 +12,11 @@ if TYPE_CHECKING:
 
 
 class BentoBuildOperator(ProjectOperator):
-    """`registered` is the register step's XCom: {"name", "version", ...}."""
+    """`registered` is the register step's XCom: {"name", "version", ...}.
+
+    Its outlets (the factory gives it the project's model asset) get an event whose extra
+    names the version, which schedules the project's deploy DAG.
+    """
 
     template_fields: Sequence[str] = ("registered",)
     ui_color = "#fde9d9"
@@ -24,6 +28,9 @@ class BentoBuildOperator(ProjectOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         from mlops.serving.bento import build_bento
 
-        result = build_bento(self.settings(), self.registered["name"], int(self.registered["version"]))
+        version = int(self.registered["version"])
+        result = build_bento(self.settings(), self.registered["name"], version)
         self.log.info("bento %s (new: %s) at %s", result["tag"], result["created"], result["path"])
+        for asset in self.outlets:  # the model asset: its event carries the version to deploy
+            context["outlet_events"][asset].extra = {"version": version, "bento": result["tag"]}
         return result

@@ -1,6 +1,7 @@
 """The DAG factory: the only code that knows both the lifecycle plan and Airflow.
 
-`collect_project_dags` turns every project YAML into its `<name>__lifecycle` DAG and
+`collect_project_dags` turns every project YAML into its `<name>__lifecycle` DAG (and its
+`<name>__deploy` DAG when serving is enabled) and
 returns the errors of the files that could not be turned, so one broken YAML never
 hides another project's DAG (the loaders in dags/ decide how errors are surfaced).
 Operators are imported here; they import Airflow's SDK only, never the ML stack.
@@ -43,20 +44,8 @@ def _doc_md(config: ProjectConfig, source: Path) -> str:
     ) + steps
 
 
-def build_lifecycle_dag(config: ProjectConfig, source: Path) -> DAG:
-    """The project's lifecycle DAG, one task per step of `mlops.lifecycle.lifecycle_plan`."""
-    from airflow.sdk import DAG, Param
-
-    from mlops.lifecycle import lifecycle_plan
-    from operators.bento import BentoBuildOperator
-    from operators.dvc import DVCPullOperator, DVCVersionArtifactsOperator
-    from operators.evaluate import MLXEvaluateOperator
-    from operators.mlflow_register import MLflowRegisterOperator
-    from operators.mlx_train import MLXTrainOperator
-    from operators.thermal import ThermalSensor
-
-    project = config.model_dump(mode="json")
-    default_args = {
+def _default_args(config: ProjectConfig) -> dict:
+    return {
         "owner": config.owner,
         "retries": config.retries,
         "retry_delay": timedelta(seconds=10),
@@ -67,6 +56,22 @@ def build_lifecycle_dag(config: ProjectConfig, source: Path) -> DAG:
         # mlx pools recently (see mlops.resources.fair_share; the plugin registers the strategy).
         "weight_rule": "operators.fair_share.FairShareWeight",
     }
+
+
+def build_lifecycle_dag(config: ProjectConfig, source: Path) -> DAG:
+    """The project's lifecycle DAG, one task per step of `mlops.lifecycle.lifecycle_plan`."""
+    from airflow.sdk import DAG, Asset, Param
+
+    from mlops.lifecycle import lifecycle_plan, model_asset_uri
+    from operators.bento import BentoBuildOperator
+    from operators.dvc import DVCPullOperator, DVCVersionArtifactsOperator
+    from operators.evaluate import MLXEvaluateOperator
+    from operators.mlflow_register import MLflowRegisterOperator
+    from operators.mlx_train import MLXTrainOperator
+    from operators.thermal import ThermalSensor
+
+    project = config.model_dump(mode="json")
+    default_args = _default_args(config)
     steps = {s.name: s for s in lifecycle_plan(config)}
     with DAG(
         dag_id=config.dag_id,
@@ -107,9 +112,45 @@ def build_lifecycle_dag(config: ProjectConfig, source: Path) -> DAG:
         train = MLXTrainOperator(data=pull_data.output, **common("train"))
         evaluate = MLXEvaluateOperator(data=pull_data.output, training=train.output, **common("evaluate"))
         register = MLflowRegisterOperator(training=train.output, evaluation=evaluate.output, **common("register"))
-        build = BentoBuildOperator(registered=register.output, **common("build"))
+        model_asset = Asset(name=f"{config.name}__model", uri=model_asset_uri(config.name))
+        build = BentoBuildOperator(registered=register.output, outlets=[model_asset], **common("build"))
         version_artifacts = DVCVersionArtifactsOperator(training=train.output, **common("version_artifacts"))
         pull_data >> thermal_gate >> train >> evaluate >> register >> build >> version_artifacts
+    return dag
+
+
+def build_deploy_dag(config: ProjectConfig, source: Path) -> DAG:
+    """`<project>__deploy`: runs on every event of the project's model asset (or by hand, with a version)."""
+    from airflow.sdk import DAG, Asset, Param
+
+    from mlops.lifecycle import deploy_dag_id, deploy_plan, model_asset_uri
+    from operators.deploy import RayServeDeployOperator
+
+    (step,) = deploy_plan(config)
+    with DAG(
+        dag_id=deploy_dag_id(config.name),
+        description=f"Deploy {config.name}'s new model versions with zero downtime"[:200],
+        schedule=[Asset(name=f"{config.name}__model", uri=model_asset_uri(config.name))],
+        start_date=START_DATE,
+        catchup=False,
+        max_active_runs=1,
+        tags=[config.name, "mlops", "serving", *config.tags],
+        auto_register=False,
+        doc_md=f"# {config.name}: deploy\n\nDefined in `{source}`.\n\n1. **deploy**: {step.doc}",
+        default_args=_default_args(config),
+        params={
+            "version": Param(
+                None, type=["null", "integer"], description="Model version to deploy; empty = the triggering one."
+            )
+        },
+    ) as dag:
+        RayServeDeployOperator(
+            task_id=step.name,
+            project=config.model_dump(mode="json"),
+            version="{{ params.version if params.version is not none else '' }}",
+            doc_md=step.doc,
+            trigger_rule=step.trigger_rule,
+        )
     return dag
 
 
@@ -140,7 +181,11 @@ def collect_project_dags(projects_dir: Path | None = None, build: bool = True) -
         return result
     for path, config in configs.items():
         try:
-            result.dags[config.dag_id] = build_lifecycle_dag(config, path)
+            built = [build_lifecycle_dag(config, path)]
+            if config.serving.enabled:
+                built.append(build_deploy_dag(config, path))
+            for dag in built:
+                result.dags[dag.dag_id] = dag
         except Exception as exc:  # a factory failure for one project must not hide the others
             log.exception("building the DAG of %s failed", path)
             result.errors[path] = [f"{path}: building the DAG failed: {type(exc).__name__}: {exc}"]

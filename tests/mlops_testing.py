@@ -154,7 +154,7 @@ def ray_head(settings: Any, log: Path, num_cpus: int = 2) -> Iterator[subprocess
             raise RuntimeError(f"ray start exited with {proc.returncode}: {log.read_text()[-2000:]}")
         yield proc
     finally:
-        _stop(proc)
+        _stop(proc, timeout=5)  # `ray start --block` lingers ~30 s after TERM; its children are gone by then
 
 
 def postgres_binaries() -> Path | None:

@@ -2,7 +2,11 @@
 
 A step's name is its task id, the name of the library function it calls and (in
 CamelCase) of its operator, so a reader goes from a DAG task to its code in one hop.
-Only steps that have a real operator appear; later features add deploy and drift.
+
+Two DAGs per project: `<name>__lifecycle` (data to a built, registered model) and, when
+`serving.enabled`, `<name>__deploy`, scheduled on the project's model asset: the lifecycle's
+`build` step emits an asset event with the new version, and the deploy DAG runs on it, so a
+better model goes live with no manual step.
 """
 
 from __future__ import annotations
@@ -21,6 +25,30 @@ class Step:
     pool: str | None = None  # None: Airflow's default pool
     pool_slots: int = 1
     queue: str | None = None  # None: the default queue
+
+
+def model_asset_uri(project: str) -> str:
+    """The asset a project's registered, built model versions are published as."""
+    return f"mlops://models/{project}"
+
+
+def deploy_dag_id(project: str) -> str:
+    return f"{project}__deploy"
+
+
+def deploy_plan(config: ProjectConfig) -> list[Step]:
+    """The steps of `<project>__deploy` (empty when serving is disabled: no deploy DAG)."""
+    if not config.serving.enabled:
+        return []
+    s = config.serving
+    return [
+        Step(
+            "deploy",
+            f"Bring the new version up on Ray Serve beside the old one ({s.min_replicas}-{s.max_replicas} replicas, "
+            f"memory from its measured footprint), health-check and warm it, switch the gateway, drain the old one; "
+            "a version failing its health check is rolled back.",
+        )
+    ]
 
 
 def lifecycle_plan(config: ProjectConfig) -> list[Step]:
@@ -50,7 +78,12 @@ def lifecycle_plan(config: ProjectConfig) -> list[Step]:
         ),
         Step("evaluate", "Re-score the saved model on the held-out split.", pool=COMPUTE_POOL, queue=queue),
         Step("register", f"Register the model version with its tags; {gate}."),
-        Step("build", "Package the registered model version as a Bento (BentoML), once per version."),
+        Step(
+            "build",
+            "Package the registered model version as a Bento (BentoML), once per version; publishes the "
+            f"`{model_asset_uri(config.name)}` asset event"
+            + (f" that triggers `{deploy_dag_id(config.name)}`." if config.serving.enabled else "."),
+        ),
         Step(
             "version_artifacts",
             "Version the model folder with DVC and push it (also for models not registered).",

@@ -1,14 +1,17 @@
 """Start, stop and list the platform's services (`mlops up / down / status`).
 
 Each service is a real server process (Airflow's api-server, scheduler, dag-processor,
-triggerer; the MLflow tracking server; the model-serving gateway) started in its own session with its log and PID
-file under `<state>/run/`; stopping sends TERM to its process group, then KILL.
+triggerer; the MLflow tracking server; the Ray head that runs Ray Serve; the model-serving
+gateway) started in its own session with its log and PID file under `<state>/run/`;
+stopping sends TERM to its process group, then KILL, then KILL to whatever is left of its
+session (Ray's actors move to process groups of their own).
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -17,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mlops.airflow_env import airflow_environment
+from mlops.serving.ray_cluster import head_argv, ray_environment
 from mlops.settings import Settings
 
 
@@ -24,7 +28,8 @@ from mlops.settings import Settings
 class Service:
     name: str
     argv: list[str]
-    health_url: str | None
+    health_url: str | None  # http://... answers 200, or tcp://host:port accepts connections
+    stop_timeout: float = 20.0
 
 
 def _bin(name: str) -> str:
@@ -49,6 +54,9 @@ def platform_services(settings: Settings) -> list[Service]:
             [_bin("airflow"), "api-server", "--host", host, "--port", str(settings.airflow_port)],
             f"http://{host}:{settings.airflow_port}/api/v2/monitor/health",
         ),
+        # The Ray head (token auth, see mlops.serving.ray_cluster); `ray start --block` takes ~30 s
+        # to exit on TERM once its children are gone, so it gets KILL after 5 s.
+        Service("ray-head", head_argv(settings), f"tcp://127.0.0.1:{settings.ray_port}", stop_timeout=5.0),
         # --skip-serve-logs: the log server would listen on all interfaces.
         Service(
             "gateway",
@@ -87,6 +95,14 @@ def start(settings: Settings, service: Service, env: dict[str, str]) -> int:
 def wait_healthy(url: str, timeout: float = 120.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if url.startswith("tcp://"):
+            host, _, port = url[len("tcp://") :].rpartition(":")
+            try:
+                socket.create_connection((host, int(port)), timeout=2).close()
+                return True
+            except OSError:
+                time.sleep(0.5)
+                continue
         try:
             with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - loopback URL
                 if response.status == 200:
@@ -159,7 +175,7 @@ def up(settings: Settings) -> dict[str, int]:
     migrate(settings)
     sync_pools(settings)
     ensure_api_key(settings)  # the gateway never starts without a key
-    env = airflow_environment(settings)
+    env = {**airflow_environment(settings), **ray_environment(settings)}
     env["MLOPS_TRACKING_URI"] = f"http://{settings.bind_host}:{settings.mlflow_port}"
     pids = {}
     for service in platform_services(settings):
@@ -170,7 +186,7 @@ def up(settings: Settings) -> dict[str, int]:
 
 
 def down(settings: Settings) -> list[str]:
-    return [s.name for s in reversed(platform_services(settings)) if stop(settings, s.name)]
+    return [s.name for s in reversed(platform_services(settings)) if stop(settings, s.name, s.stop_timeout)]
 
 
 def status(settings: Settings) -> dict[str, int | None]:

@@ -56,7 +56,11 @@ def parse_dags(projects_dir: Path | None = None) -> dict:
 
 def test_nine_projects_parse_without_heavy_imports_db_or_network():
     result = parse_dags()
-    assert len(result["dags"]) == 9 and all(d.endswith("__lifecycle") for d in result["dags"])
+    lifecycles = [d for d in result["dags"] if d.endswith("__lifecycle")]
+    assert len(lifecycles) == 9
+    # Serving-enabled projects (the YAML's serving.enabled) also get their asset-scheduled deploy DAG.
+    assert set(result["dags"]) - set(lifecycles) == {"quantized_optimization__deploy"}
+    assert result["tasks"]["quantized_optimization__deploy"] == ["deploy"]
     assert result["errors"] == {}
     assert result["heavy"] == []
     assert result["calls"] == []
@@ -73,7 +77,7 @@ def test_broken_yaml_is_an_import_error_and_hides_no_other_dag(tmp_path: Path):
     (tmp_path / "range.yaml").write_text("name: range_project\npriority: 99\nmodel:\n  family: mlp_classifier\n")
     (tmp_path / "zz_dupe.yaml").write_text((REPO / "projects" / "federated_learning.yaml").read_text())
     result = parse_dags(tmp_path)
-    assert result["dags"] == ["federated_learning__lifecycle", "quantized_optimization__lifecycle"]
+    assert result["dags"] == ["federated_learning__lifecycle", "quantized_optimization__deploy", "quantized_optimization__lifecycle"]
     (message,) = result["errors"].values()
     assert list(result["errors"]) == ["project_errors.py"]
     assert f"{tmp_path / 'typo.yaml'}:5:3: training.epocs: unknown field (did you mean 'epochs'?)" in message
@@ -85,7 +89,9 @@ def test_broken_yaml_is_an_import_error_and_hides_no_other_dag(tmp_path: Path):
 
 def test_new_yaml_appears_on_next_parse(tmp_path: Path):
     shutil.copy(REPO / "projects" / "quantized_optimization.yaml", tmp_path)
-    assert parse_dags(tmp_path)["dags"] == ["quantized_optimization__lifecycle"]
+    assert parse_dags(tmp_path)["dags"] == ["quantized_optimization__deploy", "quantized_optimization__lifecycle"]
     text = (REPO / "projects" / "quantized_optimization.yaml").read_text()
     (tmp_path / "copy.yaml").write_text(text.replace("name: quantized_optimization", "name: my_copy"))
-    assert parse_dags(tmp_path)["dags"] == ["my_copy__lifecycle", "quantized_optimization__lifecycle"]
+    assert parse_dags(tmp_path)["dags"] == [
+        "my_copy__deploy", "my_copy__lifecycle", "quantized_optimization__deploy", "quantized_optimization__lifecycle"
+    ]

@@ -39,13 +39,18 @@ def listening_addresses(pid: int) -> set[str]:
 def test_up_serves_behind_auth_on_loopback_and_down_stops_everything(tmp_path):
     settings = Settings.from_env(
         {"MLOPS_HOME": str(tmp_path / "state"), "MLOPS_MLFLOW_PORT": str(free_port()),
-         "MLOPS_AIRFLOW_PORT": str(free_port()), "MLOPS_GATEWAY_PORT": str(free_port())}
+         "MLOPS_AIRFLOW_PORT": str(free_port()), "MLOPS_GATEWAY_PORT": str(free_port()),
+         "MLOPS_RAY_PORT": str(free_port()), "MLOPS_SERVING_MEMORY_GB": "2"}
     )
     try:
         pids = services.up(settings)
-        assert set(pids) == {"mlflow", "api-server", "gateway", "scheduler", "dag-processor", "triggerer"}
+        assert set(pids) == {"mlflow", "api-server", "ray-head", "gateway", "scheduler", "dag-processor", "triggerer"}
         for name, pid in pids.items():
-            assert listening_addresses(pid) <= {"127.0.0.1"}, name
+            if name != "ray-head":  # Ray 2.60's gRPC servers bind every interface: token auth guards them
+                assert listening_addresses(pid) <= {"127.0.0.1"}, name
+        ray_session = services.session_members(pids["ray-head"])
+        assert len(ray_session) >= 2  # gcs_server, raylet, ...
+        assert (settings.home / "secrets" / "ray_token").stat().st_mode & 0o077 == 0
 
         api = f"http://127.0.0.1:{settings.airflow_port}"
         assert http(f"{api}/api/v2/dags")[0] == 401  # the API requires a login
@@ -77,6 +82,6 @@ def test_up_serves_behind_auth_on_loopback_and_down_stops_everything(tmp_path):
     finally:
         stopped = services.down(settings)
     assert set(stopped) == set(pids)
-    for pid in pids.values():
+    for pid in [*pids.values(), *ray_session]:
         assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     assert all(pid is None for pid in services.status(settings).values())

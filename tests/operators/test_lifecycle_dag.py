@@ -30,6 +30,20 @@ evaluation:
 REPO = Path(__file__).resolve().parents[2]
 
 
+def model_asset_events(db: Path, project: str) -> list[dict]:
+    """The extras of the project's model-asset events in the Airflow DB, oldest first."""
+    import json
+
+    from mlops_testing import sqlite_rows
+
+    rows = sqlite_rows(
+        db,
+        "select e.extra from asset_event e join asset a on a.id = e.asset_id where a.uri = ? order by e.id",
+        f"mlops://models/{project}",
+    )
+    return [json.loads(extra) for (extra,) in rows]
+
+
 def run_lifecycle(name: str, threshold: float, tmp_path: Path, monkeypatch):
     """Drop the YAML into a projects folder, load its DAG from dags/ as Airflow does, `dag.test()` it."""
     from airflow.dag_processing.dagbag import DagBag
@@ -73,6 +87,9 @@ def test_lifecycle_registers_a_tagged_model(airflow_db, tmp_path: Path, monkeypa
         assert version.tags[key], key
     assert version.tags["dtype"].startswith("int") and version.tags["techniques"] == "quantization"
 
+    # build published the model asset with the version: what schedules the project's deploy DAG.
+    assert model_asset_events(airflow_db, "smoke_ok") == [{"version": registered["version"], "bento": f"smoke_ok:v{registered['version']}"}]
+
 
 def test_register_is_idempotent_on_retry(airflow_db, tmp_path: Path, monkeypatch):
     from mlops.tracking.registry import register_run_model
@@ -94,6 +111,7 @@ def test_threshold_not_met_skips_registration_but_versions_artifacts(airflow_db,
     client = MlflowClient(get_settings().tracking_uri)
     assert client.get_run(training["run_id"]).data.tags["mlops.evaluation"] == "failed"
     assert client.search_model_versions("name = 'smoke_gate'") == []
+    assert model_asset_events(airflow_db, "smoke_gate") == []  # nothing to deploy
 
 
 def test_mlflow_unreachable_fails_training_clearly(tmp_path: Path, monkeypatch):
