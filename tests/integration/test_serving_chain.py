@@ -1,0 +1,86 @@
+"""No manual step from a better model to serving: the lifecycle's asset event schedules the deploy DAG.
+
+Real scheduler, dag-processor and api-server (LocalExecutor), a real Ray head and the gateway:
+a triggered lifecycle run registers and builds version 1; its `build` task publishes the
+project's model asset; the scheduler starts `<project>__deploy` on that event by itself; the
+deploy task brings v1 up on Ray Serve and switches the gateway, which then serves it.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+from mlops_testing import airflow_cluster, free_port, ray_head, sqlite_rows, tiny_project, wait_for
+
+from mlops.settings import Settings
+
+PROJECT = "svc_served"
+YAML = tiny_project(PROJECT, "serving:\n  enabled: true\n  min_replicas: 1\n  max_replicas: 1\n")
+
+
+def _runs(db: Path, dag_id: str) -> list[tuple[str, str]]:
+    return sqlite_rows(db, "select run_type, state from dag_run where dag_id = ? order by id", dag_id)
+
+
+def test_a_registered_model_is_deployed_by_the_asset_it_publishes(tmp_path: Path):
+    import uvicorn
+
+    from mlops.serving.api_keys import ensure_api_key
+    from mlops.serving.gateway import create_app
+
+    projects = tmp_path / "projects"
+    projects.mkdir()
+    (projects / f"{PROJECT}.yaml").write_text(YAML)
+    ports = {
+        "MLOPS_RAY_PORT": str(free_port()),
+        "MLOPS_SERVE_PORT": str(free_port()),
+        "MLOPS_GATEWAY_PORT": str(free_port()),
+        "MLOPS_SERVING_MEMORY_GB": "2",
+    }
+    extra = {"MLOPS_PROJECTS_DIR": str(projects), "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "3", **ports}
+    settings = Settings.from_env({"MLOPS_HOME": str(tmp_path / "state"), **ports})
+    with ray_head(settings, tmp_path / "ray-head.log"), airflow_cluster(tmp_path, extra) as cluster:
+        key = ensure_api_key(settings)
+        server = uvicorn.Server(uvicorn.Config(create_app(settings, {key}), host="127.0.0.1", port=settings.gateway_port, log_level="warning"))
+        threading.Thread(target=server.run, daemon=True).start()
+        db, env, airflow = cluster["db"], cluster["env"], cluster["airflow"]
+        try:
+            wait_for(
+                lambda: {f"{PROJECT}__lifecycle", f"{PROJECT}__deploy"}
+                <= {r[0] for r in sqlite_rows(db, "select dag_id from dag where is_stale = 0")},
+                180, "both DAGs to be parsed",
+            )
+            subprocess.run([airflow, "dags", "trigger", f"{PROJECT}__lifecycle"], env=env, check=True, stdout=subprocess.DEVNULL)
+            wait_for(
+                lambda: any(s in ("success", "failed") for _, s in _runs(db, f"{PROJECT}__lifecycle")),
+                420, "the lifecycle run", interval=2,
+            )
+            assert _runs(db, f"{PROJECT}__lifecycle") == [("manual", "success")]
+            # Nobody triggers the deploy DAG: the scheduler starts it on the asset event.
+            wait_for(
+                lambda: any(s in ("success", "failed") for _, s in _runs(db, f"{PROJECT}__deploy")),
+                300, "the asset-triggered deploy run", interval=2,
+            )
+            deploy_runs = _runs(db, f"{PROJECT}__deploy")
+            assert deploy_runs == [("asset_triggered", "success")], (
+                deploy_runs, (tmp_path / "logs" / "scheduler.log").read_text()[-3000:]
+            )
+
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{settings.gateway_port}/v1/projects/{PROJECT}/models/latest/predict",
+                data=json.dumps({"inputs": {"x": [[0.1] * 32]}}).encode(),
+                headers={"Content-Type": "application/json", "X-API-Key": key},
+            )
+            with urllib.request.urlopen(request, timeout=60) as response:
+                body = json.loads(response.read())
+            assert body["version"] == 1 and len(body["outputs"]["label"]) == 1
+            routes = json.loads((settings.home / "serving" / "routes.json").read_text())["routes"]
+            assert routes[PROJECT]["version"] == 1 and routes[PROJECT]["backend"] == "ray"
+        finally:
+            server.should_exit = True
+            time.sleep(0.3)
