@@ -1,4 +1,9 @@
-"""README command 1: run one sample project's whole lifecycle with `airflow dags test`, then summarise."""
+"""README command 1: run one sample project's whole lifecycle with `airflow dags test`, then summarise.
+
+For a project with `serving.enabled`, the demo then starts the Ray head and the gateway
+(if `mlops up` has not), runs the project's deploy DAG, sends one prediction through the
+gateway and prints the API key it generated; `mlops down` stops what it started.
+"""
 
 from __future__ import annotations
 
@@ -71,6 +76,60 @@ def run_demo(settings: Settings, project: str) -> int:
           f"Registered model      none: evaluation {summary['evaluation']}")
     for name, value in summary["metrics"].items():
         print(f"  {name:22}{value:.4f}")
+    config = load_project(source)
+    if config.serving.enabled and registered:
+        code = serve_demo(settings, project, airflow, env)
+        if code:
+            return code
     print(f"\nOpen the UIs:  .venv/bin/mlops up   (Airflow http://{settings.bind_host}:{settings.airflow_port}, "
           f"MLflow http://{settings.bind_host}:{settings.mlflow_port}); stop them with .venv/bin/mlops down")
+    return 0
+
+
+def serve_demo(settings: Settings, project: str, airflow: str, env: dict[str, str]) -> int:
+    """Deploy the registered version through the deploy DAG and predict once through the gateway."""
+    import json
+    import urllib.request
+
+    from mlops.serving.api_keys import api_keys_file, ensure_api_key
+    from mlops.serving.footprint import example_inputs
+    from mlops.serving.ray_cluster import ray_environment
+    from mlops.services import platform_services, running_pid, start, wait_healthy
+
+    key = ensure_api_key(settings)
+    service_env = {**env, **ray_environment(settings)}
+    for service in platform_services(settings):
+        if service.name not in ("ray-head", "gateway"):
+            continue
+        if running_pid(settings, service.name) is None:
+            print(f"== starting {service.name}", flush=True)
+            start(settings, service, service_env)
+        if service.health_url and not wait_healthy(service.health_url):
+            print(f"{service.name} did not start; see {settings.run_dir / (service.name + '.log')}", file=sys.stderr)
+            return 1
+    dag_id = f"{project}__deploy"
+    print(f"== airflow dags test {dag_id}", flush=True)
+    start_time = time.monotonic()
+    done = subprocess.run([airflow, "dags", "test", dag_id], env=service_env)
+    if done.returncode != 0:
+        print(f"deploy of {project} failed (exit {done.returncode}); the task log is above", file=sys.stderr)
+        return done.returncode
+    deploy_seconds = time.monotonic() - start_time
+
+    gateway = f"http://{settings.bind_host}:{settings.gateway_port}"
+    headers = {"Content-Type": "application/json", "X-API-Key": key}
+    with urllib.request.urlopen(urllib.request.Request(f"{gateway}/v1/models", headers=headers), timeout=60) as response:
+        model = next(m for m in json.loads(response.read())["models"] if m["name"] == project)
+    inputs = {name: a.tolist() for name, a in example_inputs(model["signature"], 1).items()}
+    url = f"{gateway}/v1/projects/{project}/models/latest/predict"
+    body = json.dumps({"inputs": inputs}).encode()
+    with urllib.request.urlopen(urllib.request.Request(url, data=body, headers=headers), timeout=60) as response:
+        answer = json.loads(response.read())
+    print(f"\n== {project}: deployed in {deploy_seconds:.0f} s")
+    print(f"Serving               version {model.get('serving_version')} on {model['backend']} ({model['device']}), "
+          f"replicas {model['replicas']}")
+    print(f"Gateway               {gateway}   API key (generated, in {api_keys_file(settings)}): {key}")
+    print(f"Prediction            {json.dumps(answer['outputs'])[:200]}")
+    print(f"Try it:  curl -s -H 'X-API-Key: {key}' -H 'Content-Type: application/json' {url} -d '{body.decode()}'")
+    print("Ray head and gateway keep running; stop them with .venv/bin/mlops down")
     return 0

@@ -335,7 +335,8 @@ class Gateway:
             raise GatewayError(
                 502, f"{route.backend} backend of {route.project} v{route.version} at {url} answered {response.status_code}: {response.text[:300]}"
             )
-        return response.json()["outputs"]
+        answer = response.json()
+        return answer if route.backend == "bentoml" else answer["outputs"]  # a Bento's predict returns the columns
 
     def reload(self) -> dict[str, list[int]]:
         """Pick up newly registered versions (and drop deleted ones)."""

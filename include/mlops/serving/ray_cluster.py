@@ -67,12 +67,18 @@ def ray_address(settings: Settings) -> str:
 
 
 def head_argv(settings: Settings, num_cpus: int | None = None) -> list[str]:
-    """`ray start --head --block ...`: stays in the foreground, so its PID is the service's."""
+    """`ray start --head --block ...`: stays in the foreground, so its PID is the service's.
+
+    Ray gives workers ports 10002-19999: MLOPS_RAY_PORT (and the two ports after it) must lie outside.
+    """
     ray = str(Path(sys.executable).with_name("ray"))
     return [
         ray, "start", "--head", "--block",
         "--node-ip-address=127.0.0.1",
         f"--port={settings.ray_port}",
+        # Fixed defaults (10001, 52365) would collide between two heads on one machine.
+        f"--ray-client-server-port={settings.ray_port + 1}",
+        f"--dashboard-agent-listen-port={settings.ray_port + 2}",
         f"--num-cpus={num_cpus or os.cpu_count() or 1}",
         f"--memory={settings.serving_memory_bytes}",
         "--include-dashboard=false",

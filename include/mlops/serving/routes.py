@@ -26,7 +26,7 @@ class Route:
     project: str
     version: int
     url: str  # where POST {"inputs": ...} goes
-    backend: str = "ray"  # "ray" | "bentoml"
+    backend: str = "ray"  # "ray" (answers {"outputs": ...}) | "bentoml" (a Bento's /predict: the columns)
     app: str = ""  # Ray Serve application name (what the deployer deletes when draining)
     device: str = "cpu"
     replicas: dict[str, Any] = field(default_factory=dict)  # min, max, memory_bytes per replica
