@@ -182,6 +182,8 @@ def test_deploy_serves_registered_predictions_through_the_gateway(cluster):
     mine = next(m for m in listed if m["name"] == PROJECT)
     assert mine["backend"] == "ray" and mine["serving_version"] == cluster.versions[0]
     assert mine["replicas"]["min"] == 1 and mine["device"] in ("cpu", "gpu")
+    ready = httpx.get(f"http://127.0.0.1:{settings.gateway_port}/readyz", timeout=60)
+    assert ready.status_code == 200 and ready.json()["models"][PROJECT] == cluster.versions[0], ready.text
 
     # Deploying the version that already serves changes nothing.
     assert deploy_version(settings, PROJECT, serving, cluster.versions[0])["changed"] is False

@@ -436,21 +436,30 @@ def create_app(
 
     @app.get("/readyz")
     async def readyz() -> JSONResponse:
+        """Ready when every project's serving version answers: its deployment, or the model loaded here."""
         try:
             if not gateway.catalog.scanned:
                 await gateway.in_thread(gateway.reload)
             latest = gateway.catalog.latest()
             if not latest:
-                return JSONResponse({"status": "not ready", "reason": "no registered models"}, status_code=503)
+                reason = "no servable model (see /v1/models)" if gateway.catalog.names() else "no registered models"
+                return JSONResponse({"status": "not ready", "reason": reason}, status_code=503)
+            routes = gateway.routes.current()
+            serving: dict[str, int] = {}
             for entry in latest:
-                await gateway.in_mlx(gateway.catalog.session, entry)
-        except Exception as exc:  # registry down, artifact missing, weights not loadable
+                route = routes.get(entry.name)
+                if route is None:
+                    await gateway.in_mlx(gateway.catalog.session, entry)
+                    serving[entry.name] = entry.version
+                    continue
+                probe = route.url.rsplit("/", 1)[0] + "/readyz" if route.backend == "bentoml" else route.url
+                answer = await gateway.client().get(probe, timeout=5)
+                if answer.status_code != 200:
+                    raise GatewayError(503, f"{route.backend} deployment of {entry.name} at {probe}: {answer.status_code}")
+                serving[entry.name] = route.version
+        except Exception as exc:  # registry down, artifact missing, weights not loadable, deployment down
             return JSONResponse({"status": "not ready", "reason": f"{type(exc).__name__}: {exc}"}, status_code=503)
-        return JSONResponse({
-            "status": "ready",
-            "models": {e.name: e.version for e in latest},
-            "device": gateway.catalog.device,
-        })
+        return JSONResponse({"status": "ready", "models": serving, "device": gateway.catalog.device})
 
     @app.get("/metrics")
     async def metrics() -> PlainTextResponse:
