@@ -1,0 +1,1 @@
+"""Monitoring: prediction capture, drift checks, alerts, retraining triggers, performance degradation."""
