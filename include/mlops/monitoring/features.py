@@ -4,9 +4,10 @@ Drift is computed column by column, so every array a model takes or gives is fla
 same way whether it comes from a served request or from the training data in DVC:
 
 * shape [B]           -> one column `<name>`
-* shape [B, F], F <= MAX_WIDTH -> columns `<name>_0 ... <name>_<F-1>`
-* anything wider or deeper (images, token sequences) -> summary columns
-  `<name>_mean, <name>_std, <name>_min, <name>_max` over each row
+* float shape [B, F], F <= MAX_WIDTH -> columns `<name>_0 ... <name>_<F-1>`
+* anything wider or deeper (images), and integer arrays (token ids, whose length may vary
+  from request to request) -> summary columns `<name>_mean, <name>_std, <name>_min,
+  <name>_max` over each row
 
 Columns are float64 (int inputs too: drift tests treat them as numbers). Prediction logs
 prefix inputs with `in.` and outputs with `out.` (`prefixed`).
@@ -33,7 +34,7 @@ def flatten(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         rows = array.shape[0]
         if array.ndim == 1:
             columns[name] = array.astype(np.float64)
-        elif array.ndim == 2 and array.shape[1] <= MAX_WIDTH:
+        elif array.ndim == 2 and array.shape[1] <= MAX_WIDTH and array.dtype.kind == "f":
             for i in range(array.shape[1]):
                 columns[f"{name}_{i}"] = array[:, i].astype(np.float64)
         else:

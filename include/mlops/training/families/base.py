@@ -108,6 +108,15 @@ class ModelFamily(ABC):
         """
         raise NotImplementedError(f"{type(self).__name__} does not declare a signature")
 
+    def reference_inputs(self, data: dict[str, np.ndarray], hyperparameters: dict[str, Any]) -> dict[str, np.ndarray]:
+        """The training split as the model's serving inputs would look (drift checks compare with it).
+
+        Default: `train_<input name>` for every input of the signature; families whose inputs are
+        not stored as such override it.
+        """
+        names = self.signature(hyperparameters)["inputs"]
+        return {name: data[f"train_{name}"] for name in names}
+
     def check_hyperparameters(self, hyperparameters: dict[str, Any]) -> list[str]:
         """Names in `hyperparameters` this family does not know (for config validation)."""
         return sorted(set(hyperparameters) - set(self.default_hyperparameters))

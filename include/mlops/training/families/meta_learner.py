@@ -164,6 +164,10 @@ class MetaLearnerFamily(ModelFamily):
     }
     supported_techniques = frozenset({"lora", "quantization"})
 
+    def reference_inputs(self, data: dict[str, np.ndarray], hyperparameters: dict[str, Any]) -> dict[str, np.ndarray]:
+        """Served points are query x values: every task's query points, one per row."""
+        return {"x": data["train_query_x"].reshape(-1, 1)}
+
     def signature(self, hyperparameters: dict[str, Any]) -> dict[str, Any]:
         return {
             "inputs": {"x": {"dtype": "float32", "shape": [-1, 1]}},

@@ -201,6 +201,13 @@ class TinyDiffusionFamily(ModelFamily):
     }
     supported_techniques = frozenset({"quantization"})
 
+    def reference_inputs(self, data: dict[str, np.ndarray], hyperparameters: dict[str, Any]) -> dict[str, np.ndarray]:
+        """A sampler takes standard normal noise: the reference is that distribution (seeded), one row per sample."""
+        import numpy as np
+
+        rows = len(data["train_x"])
+        return {"noise": np.random.default_rng(0).standard_normal((rows, 2)).astype(np.float32)}
+
     def signature(self, hyperparameters: dict[str, Any]) -> dict[str, Any]:
         return {
             "inputs": {"noise": {"dtype": "float32", "shape": [-1, 2]}},

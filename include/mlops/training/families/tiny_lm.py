@@ -115,6 +115,11 @@ class TinyLMFamily(ModelFamily):
     supported_techniques = frozenset({"lora", "quantization"})
     throughput_unit = "tokens"
 
+    def reference_inputs(self, data: dict[str, np.ndarray], hyperparameters: dict[str, Any]) -> dict[str, np.ndarray]:
+        """Served prompts are up to seq_len tokens: the training windows without their target token."""
+        hp = merged(self.default_hyperparameters, hyperparameters)
+        return {"tokens": data["train_tokens"][:, : hp["seq_len"]]}
+
     def signature(self, hyperparameters: dict[str, Any]) -> dict[str, Any]:
         hp = merged(self.default_hyperparameters, hyperparameters)
         return {
