@@ -11,11 +11,13 @@ Routes (JSON unless noted):
 | GET  /v1/routes                                        | yes | route-table generation in use, routes, requests |
 |                                                        |     | in flight per target (the deployer drains on it)|
 | POST /v1/reload                                        | yes | rescan the registry for new/deleted versions    |
+| POST /v1/projects/{project}/feedback                   | yes | ground-truth labels of a served request         |
 | GET  /healthz                                          | no  | process is up (always 200)                      |
 | GET  /readyz                                           | no  | 200 once every model's latest version is loaded |
 |                                                        |     | (loads them), 503 otherwise                     |
 | GET  /metrics                                          | no  | Prometheus text: request counts by route/method/|
-|                                                        |     | status, latency histogram by route              |
+|                                                        |     | status, latency histogram by route, capture     |
+|                                                        |     | counters                                        |
 
 Predict body, validated against the family's signature (names, dtype, shape) -> 422 naming
 the field (`detail[0].loc`, e.g. ["body", "inputs", "x"]):
@@ -35,6 +37,19 @@ runs on one dedicated thread, and requests that wait while a model is busy are b
 into one call (`batching.MicroBatcher`; `batching=False` turns it off). A predict for an unknown
 model rescans the registry (at most every `rescan_seconds`), so new registrations appear
 without a restart; `reload()` (or POST /v1/reload) forces it.
+
+Prediction capture (`capture=True`, the default): every successful predict gets a request id
+(uuid4 hex; `"request_id"` in the body and the `X-Request-ID` header) and is handed to a
+`monitoring.prediction_log.PredictionLogWriter` with its validated inputs, outputs, version,
+backend ("mlx", "pytorch", "ray", "bentoml"), device, latency and the thermal state the writer
+thread refreshes; the writer appends it to `<MLOPS_HOME>/monitoring/predictions/` in batches
+off the request path, and is flushed at shutdown. Feedback body: `{"request_id": id,
+"labels": [one per row]}` or `{"request_id": id, "label": x}` for a one-row request. The last
+`RECENT_REQUESTS` ids are remembered with their project and row count: a known id answers 200
+(404 if it was another project's, 422 for a wrong number of labels); an id older than that (or
+from before a restart) cannot be checked and is stored as given with 202 (a wrong one joins no
+prediction). A project that is not registered is 404; ids are 32 hex digits (else 422).
+Without capture there is no log and feedback answers 503.
 """
 
 from __future__ import annotations
@@ -42,8 +57,11 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import math
 import threading
 import time
+import uuid
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
@@ -51,8 +69,9 @@ from typing import TYPE_CHECKING, Any
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 
+from mlops.monitoring.prediction_log import PredictionLogWriter, log_root, read_thermal_state
 from mlops.serving.batching import MicroBatcher, predict_many
-from mlops.serving.registry_models import BackendUnavailable, ModelCatalog
+from mlops.serving.registry_models import MLX, BackendUnavailable, ModelCatalog
 from mlops.serving.routes import Route, RouteWatcher, routes_file
 
 if TYPE_CHECKING:
@@ -62,6 +81,7 @@ if TYPE_CHECKING:
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 INT32 = (-(2**31), 2**31 - 1)
+RECENT_REQUESTS = 100_000  # request ids the feedback route can check (project, rows)
 
 
 class GatewayError(Exception):
@@ -130,6 +150,32 @@ class Metrics:
                 lines.append(f'mlops_gateway_request_duration_seconds_sum{{route="{name}"}} {self.sums[route]}')
                 lines.append(f'mlops_gateway_request_duration_seconds_count{{route="{name}"}} {self.counts[route]}')
         return "\n".join(lines) + "\n"
+
+
+def render_capture(snapshot: dict[str, Any]) -> str:
+    """The prediction log's counters in the Prometheus text format."""
+    counts = snapshot["counts"]
+    lines = [
+        "# HELP mlops_gateway_capture_rows_total Prediction-log rows by kind and state: captured (buffered), "
+        "written (in Parquet), dropped (buffer full).",
+        "# TYPE mlops_gateway_capture_rows_total counter",
+    ]
+    for (state, kind), count in sorted(counts.items()):
+        if state != "write_failures":
+            lines.append(f'mlops_gateway_capture_rows_total{{kind="{kind}",state="{state}"}} {count}')
+    lines += [
+        "# HELP mlops_gateway_capture_write_failures_total Parquet writes that failed (their rows are kept and retried).",
+        "# TYPE mlops_gateway_capture_write_failures_total counter",
+    ]
+    for (state, kind), count in sorted(counts.items()):
+        if state == "write_failures":
+            lines.append(f'mlops_gateway_capture_write_failures_total{{kind="{kind}"}} {count}')
+    lines += [
+        "# HELP mlops_gateway_capture_buffered_rows Rows waiting to be written.",
+        "# TYPE mlops_gateway_capture_buffered_rows gauge",
+        f"mlops_gateway_capture_buffered_rows {snapshot['buffered_rows']}",
+    ]
+    return "\n".join(lines) + "\n"
 
 
 class MetricsMiddleware:
@@ -246,6 +292,29 @@ def parse_inputs(payload: Any, signature: dict[str, Any]) -> tuple[dict[str, np.
     return arrays, form
 
 
+def parse_feedback(payload: Any) -> tuple[str, list[float]]:
+    """(request id, labels) from a feedback body, or an InputError naming the field."""
+    if not isinstance(payload, dict) or "request_id" not in payload:
+        raise InputError(["request_id"], "missing field 'request_id'", "missing")
+    request_id = payload["request_id"]
+    if not isinstance(request_id, str) or len(request_id) != 32 or any(c not in "0123456789abcdef" for c in request_id):
+        raise InputError(["request_id"], "expected the 32-hex-digit request id a predict returned", "value")
+    given = sorted({"label", "labels"} & set(payload))
+    if len(given) != 1:
+        raise InputError([], 'body needs exactly one of "label" or "labels"', "missing")
+    unknown = sorted(set(payload) - {"request_id", "label", "labels"})
+    if unknown:
+        raise InputError([unknown[0]], f"unknown field {unknown[0]!r}", "extra")
+    labels = [payload["label"]] if given == ["label"] else payload["labels"]
+    if not isinstance(labels, list) or not labels:
+        raise InputError(["labels"], "expected a non-empty list, one label per row of the request", "type")
+    for i, label in enumerate(labels):
+        loc = ["label"] if given == ["label"] else ["labels", i]
+        if isinstance(label, bool) or not isinstance(label, int | float) or not math.isfinite(label):
+            raise InputError(loc, "labels must be finite numbers", "value")
+    return request_id, [float(label) for label in labels]
+
+
 # --- the app -----------------------------------------------------------------------------
 
 
@@ -261,6 +330,7 @@ class Gateway:
         batching: bool = True,
         max_batch_size: int = 32,
         batch_wait_ms: float = 1.0,
+        capture: bool = True,
     ):
         keys = {k for k in api_keys if k}
         if not keys:
@@ -278,6 +348,24 @@ class Gateway:
         self.batching, self.max_batch_size, self.batch_wait_s = batching, max_batch_size, batch_wait_ms / 1000
         self.batchers: dict[tuple[str, int], MicroBatcher] = {}
         self._client: Any = None  # httpx.AsyncClient, made in the event loop on first use
+        self.capture = (
+            PredictionLogWriter(log_root(settings), thermal=lambda: read_thermal_state(settings)) if capture else None
+        )
+        self.recent_requests: OrderedDict[str, tuple[str, int]] = OrderedDict()  # request id -> (project, rows)
+
+    def captured(
+        self, project: str, version: int, backend: str, device: str | None, started: float,
+        inputs: dict[str, np.ndarray], outputs: dict[str, Any],
+    ) -> str:
+        """Hand one served prediction to the prediction log (no I/O here); returns its request id."""
+        request_id = uuid.uuid4().hex
+        rows = len(next(iter(inputs.values())))
+        latency_ms = 1000 * (time.perf_counter() - started)
+        self.capture.record(project, request_id, version, backend, device, latency_ms, inputs, outputs, rows)
+        self.recent_requests[request_id] = (project, rows)
+        while len(self.recent_requests) > RECENT_REQUESTS:
+            self.recent_requests.popitem(last=False)
+        return request_id
 
     def client(self) -> Any:
         if self._client is None:
@@ -295,6 +383,8 @@ class Gateway:
         if self._client is not None:
             await self._client.aclose()
         self.mlx.shutdown(wait=False, cancel_futures=True)
+        if self.capture is not None:
+            await self.in_thread(self.capture.close)  # the last batch reaches Parquet before we exit
 
     def route_for(self, project: str, model: str) -> Route | None:
         """The routed target of this request, if the project has one and it serves `model`."""
@@ -395,12 +485,17 @@ def create_app(
     batching: bool = True,
     max_batch_size: int = 32,
     batch_wait_ms: float = 1.0,
+    capture: bool = True,
 ) -> FastAPI:
     """The gateway app serving every project's registered versions (see the module docstring)."""
-    gateway = Gateway(settings, api_keys, max_body_bytes, rescan_seconds, batching, max_batch_size, batch_wait_ms)
+    gateway = Gateway(
+        settings, api_keys, max_body_bytes, rescan_seconds, batching, max_batch_size, batch_wait_ms, capture
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        if gateway.capture is not None:
+            gateway.capture.start()  # reads the thermal state before the first request
         yield
         await gateway.close()
 
@@ -463,7 +558,10 @@ def create_app(
 
     @app.get("/metrics")
     async def metrics() -> PlainTextResponse:
-        return PlainTextResponse(gateway.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+        text = gateway.metrics.render()
+        if gateway.capture is not None:
+            text += render_capture(gateway.capture.snapshot())
+        return PlainTextResponse(text, media_type="text/plain; version=0.0.4; charset=utf-8")
 
     @app.get("/v1/models", dependencies=[Depends(require_key)])
     async def list_models() -> dict[str, Any]:
@@ -497,6 +595,7 @@ def create_app(
 
     @app.post("/v1/projects/{project}/models/{model}/predict", dependencies=[Depends(require_key)])
     async def predict(project: str, model: str, request: Request) -> JSONResponse:
+        started = time.perf_counter()
         body = await gateway.read_body(request)
         route = gateway.route_for(project, model) if model == "latest" or model.isdigit() else None
         entry = await gateway.lookup(project, model, route)
@@ -509,17 +608,53 @@ def create_app(
         if route is not None:
             forwarded = body if form == "inputs" else json.dumps({"inputs": {k: v.tolist() for k, v in arrays.items()}})
             columns = await gateway.forward(route, forwarded)
+            served = (route.backend, route.device, columns)
         else:
             outputs = await gateway.run_local(entry, arrays)
             columns = {name: value.tolist() for name, value in outputs.items()}
+            device = gateway.catalog.device if entry.backend == MLX else gateway.catalog.torch_device
+            served = (entry.backend, device, outputs)
+        headers = None
+        if gateway.capture is not None:
+            backend, device, captured_outputs = served
+            request_id = gateway.captured(project, entry.version, backend, device, started, arrays, captured_outputs)
+            result["request_id"], headers = request_id, {"X-Request-ID": request_id}
         if form == "inputs":
             result["outputs"] = columns
         else:
             batch = len(next(iter(arrays.values())))
             result["predictions"] = [{name: column[i] for name, column in columns.items()} for i in range(batch)]
-        return JSONResponse(result)
+        return JSONResponse(result, headers=headers)
+
+    @app.post("/v1/projects/{project}/feedback", dependencies=[Depends(require_key)])
+    async def feedback(project: str, request: Request) -> JSONResponse:
+        """Ground-truth labels of a served request, for accuracy (rules in the module docstring)."""
+        if gateway.capture is None:
+            raise GatewayError(503, "prediction capture is off in this gateway: there is no log to attach labels to")
+        body = await gateway.read_body(request)
+        try:
+            payload = json.loads(body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise InputError([], f"invalid JSON: {exc}", "json") from None
+        request_id, labels = parse_feedback(payload)
+        known = gateway.recent_requests.get(request_id)
+        if known is None:
+            await gateway.in_thread(gateway.catalog.ensure_scanned)
+            if project not in gateway.catalog.names():
+                raise GatewayError(404, f"unknown project/model {project!r}")
+        else:
+            known_project, rows = known
+            if known_project != project:
+                raise GatewayError(404, f"request {request_id} is not a prediction of {project!r}")
+            if len(labels) != rows:
+                field = "labels" if "labels" in payload else "label"
+                raise InputError([field], f"request {request_id} had {rows} rows: expected {rows} labels, got {len(labels)}", "shape")
+        if not gateway.capture.record_feedback(project, request_id, labels):
+            raise GatewayError(503, "the prediction log buffer is full (its writes are failing); retry later")
+        answer = {"request_id": request_id, "rows": len(labels), "validated": known is not None}
+        return JSONResponse(answer, status_code=200 if known is not None else 202)
 
     return app
 
 
-__all__ = ["Gateway", "Metrics", "create_app", "parse_inputs", "to_array"]
+__all__ = ["Gateway", "Metrics", "create_app", "parse_feedback", "parse_inputs", "render_capture", "to_array"]

@@ -1,0 +1,571 @@
+"""The prediction log: every served prediction and every ground-truth label, as Parquet.
+
+Why: drift checks and accuracy need what the models actually saw and answered, per project,
+without slowing serving down. The gateway hands each prediction to `PredictionLogWriter.record`
+(an append to a list under a lock: no I/O, no pyarrow on the request path); a daemon thread
+writes the buffer in batches.
+
+Layout (a contract: the drift check and anyone with `pyarrow.dataset` read it; Hive partitions,
+`project` and `date` exist only as partitions, never as file columns):
+
+    <MLOPS_HOME>/monitoring/predictions/project=<project>/date=<YYYY-MM-DD>/part-<utc>-<uuid8>.parquet
+    <MLOPS_HOME>/monitoring/feedback/project=<project>/date=<YYYY-MM-DD>/part-<utc>-<uuid8>.parquet
+
+`date` is the UTC day of `ts`. Files are written under a dot-name and renamed into place, so a
+reader never sees half a file (pyarrow.dataset ignores dot-files).
+
+Prediction rows, one per batch row: `request_id` (string), `row` (int32, index in the request's
+batch), `ts` (timestamp[us, UTC], when the answer was ready), `version` (int64), `backend`,
+`device`, `thermal_state` (strings), `latency_ms` (float64, the whole request's), `batch_rows`
+(int32), then `in.<column>` and `out.<column>` (float64) flattened by `features.flatten`.
+Versions with other inputs/outputs give other `in.`/`out.` columns; files of one flush share a
+schema (absent columns are null), readers fill columns a file lacks with nulls.
+
+Feedback rows: `request_id`, `row` (int32), `label` (float64), `ts`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+    import pyarrow as pa
+
+    from mlops.settings import Settings
+
+log = logging.getLogger(__name__)
+
+PREDICTIONS, FEEDBACK = "predictions", "feedback"
+PREDICTION_COLUMNS = ("request_id", "row", "ts", "version", "backend", "device", "thermal_state", "latency_ms", "batch_rows")
+FEEDBACK_COLUMNS = ("request_id", "row", "label", "ts")
+DEFAULT_LABEL_COLUMN = "out.label"
+ROW_GROUP_ROWS = 16_384  # files are read one row group at a time: this bounds a reader's memory
+
+
+def log_root(settings: Settings) -> Path:
+    """Where the prediction and feedback logs live (`<MLOPS_HOME>/monitoring`)."""
+    return settings.home / "monitoring"
+
+
+def partition_dir(root: Path, kind: str, project: str, day: date | str) -> Path:
+    return root / kind / f"project={project}" / f"date={day}"
+
+
+# --- writing -------------------------------------------------------------------------------
+
+
+class Record(NamedTuple):
+    """One buffered prediction or feedback; `payload` is kept as given and converted when written.
+
+    payload: predictions (request_id, version, backend, device, thermal_state, latency_ms,
+    inputs, outputs); feedback (request_id, labels).
+    """
+
+    kind: str
+    project: str
+    ts: float  # epoch seconds
+    rows: int
+    payload: tuple
+
+
+def read_thermal_state(settings: Settings | None = None) -> str:
+    """The machine's thermal state now (the writer thread calls this, never the request path)."""
+    from mlops.hardware.thermal import read_thermal
+
+    return read_thermal(settings.hardware_root if settings is not None else None).state
+
+
+class PredictionLogWriter:
+    """Buffers records in memory and writes them as Parquet from one daemon thread.
+
+    * `record` / `record_feedback` are O(1): they append under a lock and return. Inputs and
+      outputs are flattened on the writer thread.
+    * The thread writes when `flush_rows` rows wait or every `flush_seconds`; `flush()` writes
+      now, `close()` stops the thread and writes the rest.
+    * A partition that cannot be written keeps its records; they are retried at the next flush
+      (warning logged, `write_failures` counted). The buffer holds at most `max_buffered_rows`:
+      records beyond it are dropped and counted in `dropped`.
+    * `thermal_state` is refreshed by the same thread every `thermal_seconds` and stamped on each
+      prediction as it is recorded.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        flush_rows: int = 50_000,
+        flush_seconds: float = 5.0,
+        max_buffered_rows: int = 1_000_000,
+        thermal: Callable[[], str] | None = None,
+        thermal_seconds: float = 5.0,
+    ):
+        self.root = Path(root)
+        self.flush_rows, self.flush_seconds = flush_rows, flush_seconds
+        self.max_buffered_rows = max_buffered_rows
+        self.thermal_state = "unknown"
+        self._thermal, self._thermal_seconds, self._thermal_read_at = thermal, thermal_seconds, float("-inf")
+        self._lock = threading.Lock()  # guards the buffer and the counters
+        self._flush_lock = threading.Lock()  # one flush at a time (thread, flush(), close())
+        self._buffer: list[Record] = []
+        self._buffered_rows = 0
+        self.counts: dict[tuple[str, str], int] = {
+            (name, kind): 0 for name in ("captured", "written", "dropped", "write_failures") for kind in (PREDICTIONS, FEEDBACK)
+        }
+        self._wake = threading.Event()
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+
+    # request path ------------------------------------------------------------------------
+
+    def record(
+        self,
+        project: str,
+        request_id: str,
+        version: int,
+        backend: str,
+        device: str | None,
+        latency_ms: float,
+        inputs: dict[str, Any],
+        outputs: dict[str, Any],
+        rows: int,
+        ts: float | None = None,
+    ) -> bool:
+        """Buffer one served prediction of `rows` rows (arrays or nested lists, batch first).
+
+        `ts`: epoch seconds of the answer (default now). False when the buffer is full (dropped).
+        """
+        payload = (request_id, version, backend, device or "unknown", self.thermal_state, latency_ms, inputs, outputs)
+        return self._append(Record(PREDICTIONS, project, time.time() if ts is None else ts, rows, payload))
+
+    def record_feedback(self, project: str, request_id: str, labels: list[float], ts: float | None = None) -> bool:
+        """Buffer ground-truth labels of one request, one per row in batch order."""
+        record = Record(FEEDBACK, project, time.time() if ts is None else ts, len(labels), (request_id, labels))
+        return self._append(record)
+
+    def _append(self, record: Record) -> bool:
+        if self._thread is None:
+            self.start()
+        with self._lock:
+            if self._buffered_rows + record.rows > self.max_buffered_rows:
+                self.counts["dropped", record.kind] += record.rows
+                return False
+            self._buffer.append(record)
+            self._buffered_rows += record.rows
+            self.counts["captured", record.kind] += record.rows
+            full = self._buffered_rows >= self.flush_rows
+        if full:
+            self._wake.set()
+        return True
+
+    # the writer thread -------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the writer thread (idempotent; `record` starts it too)."""
+        with self._flush_lock:
+            if self._thread is None and not self._stopping:
+                self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
+                self._thread.start()
+
+    def _run(self) -> None:
+        last_flush = time.monotonic()
+        while True:
+            self._refresh_thermal()
+            self._wake.wait(timeout=min(self.flush_seconds, self._thermal_seconds))
+            self._wake.clear()
+            if self._stopping:
+                return
+            if self._buffered_rows >= self.flush_rows or time.monotonic() - last_flush >= self.flush_seconds:
+                self.flush()
+                last_flush = time.monotonic()
+
+    def _refresh_thermal(self) -> None:
+        if self._thermal is None or time.monotonic() - self._thermal_read_at < self._thermal_seconds:
+            return
+        self._thermal_read_at = time.monotonic()
+        try:
+            self.thermal_state = self._thermal()
+        except Exception as exc:  # noqa: BLE001 - a broken sensor must not stop the log
+            log.warning("thermal state read failed: %s: %s", type(exc).__name__, exc)
+            self.thermal_state = "unknown"
+
+    def flush(self) -> int:
+        """Write everything buffered now; returns the rows written. Failed partitions stay buffered."""
+        with self._flush_lock:
+            with self._lock:
+                records, self._buffer = self._buffer, []
+            if not records:
+                return 0
+            groups: dict[tuple[str, str, int], list[Record]] = {}
+            for record in records:
+                groups.setdefault((record.kind, record.project, int(record.ts // 86400)), []).append(record)
+            written, failed = 0, []
+            for (kind, project, day), members in groups.items():
+                rows = sum(r.rows for r in members)
+                try:
+                    self._write(kind, project, date(1970, 1, 1) + timedelta(days=day), members)
+                except Exception as exc:  # noqa: BLE001 - keep the rows, retry next flush
+                    failed.extend(members)
+                    with self._lock:
+                        self.counts["write_failures", kind] += 1
+                    log.warning(
+                        "prediction log: could not write %d %s rows of %s (kept, retried at the next flush): %s: %s",
+                        rows, kind, project, type(exc).__name__, exc,
+                    )
+                    continue
+                written += rows
+                with self._lock:
+                    self.counts["written", kind] += rows
+            with self._lock:
+                self._buffer[:0] = failed
+                self._buffered_rows -= written
+            return written
+
+    def _write(self, kind: str, project: str, day: date, records: list[Record]) -> Path:
+        import pyarrow.parquet as pq
+
+        table = prediction_table(records) if kind == PREDICTIONS else feedback_table(records)
+        folder = partition_dir(self.root, kind, project, day.isoformat())
+        folder.mkdir(parents=True, exist_ok=True)
+        name = f"part-{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}-{uuid.uuid4().hex[:8]}.parquet"
+        staging = folder / f".{name}"
+        try:
+            pq.write_table(table, staging, row_group_size=ROW_GROUP_ROWS)
+            staging.replace(folder / name)
+        finally:
+            staging.unlink(missing_ok=True)
+        return folder / name
+
+    def close(self) -> None:
+        """Stop the thread and write what is left (what still cannot be written is logged as lost)."""
+        self._stopping = True
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+        self.flush()
+        if self._buffered_rows:
+            log.warning("prediction log: %d rows could not be written and are lost", self._buffered_rows)
+
+    def snapshot(self) -> dict[str, Any]:
+        """Counters for /metrics: {(counter, kind): n} plus the rows waiting in the buffer."""
+        with self._lock:
+            return {"counts": dict(self.counts), "buffered_rows": self._buffered_rows}
+
+
+def _repeated(values: Any, rows: np.ndarray, kind: str) -> pa.Array:
+    """One value per record -> one per row (each record's value repeated for its rows).
+
+    `kind`: "string", "int32", "int64", "float64" or "timestamp" (epoch seconds -> us, UTC).
+    """
+    import numpy as np
+    import pyarrow as pa
+
+    if kind == "timestamp":
+        micros = np.round(np.repeat(np.asarray(values, dtype=np.float64), rows) * 1e6).astype(np.int64)
+        return pa.array(micros, pa.timestamp("us", tz="UTC"))
+    return pa.array(np.repeat(np.asarray(values, dtype=object if kind == "string" else kind), rows), pa.type_for_alias(kind))
+
+
+def _row_numbers(rows: np.ndarray) -> pa.Array:
+    """0..n-1 for each record's n rows, as one int32 array."""
+    import numpy as np
+    import pyarrow as pa
+
+    starts = np.repeat(np.cumsum(rows) - rows, rows)
+    return pa.array((np.arange(int(rows.sum())) - starts).astype(np.int32), pa.int32())
+
+
+def _row_arrays(mapping: dict[str, Any], rows: int) -> dict[str, np.ndarray]:
+    """The numeric arrays of one record with one entry per row (a scalar output has no row to log)."""
+    import numpy as np
+
+    def loggable(array: Any) -> bool:
+        return type(array) is np.ndarray and array.ndim > 0 and array.shape[0] == rows and array.dtype.kind in "biuf"
+
+    if all(loggable(value) for value in mapping.values()):  # the usual case: the gateway's arrays, as they are
+        return mapping
+    arrays = {name: np.asarray(value) for name, value in mapping.items()}
+    return {name: array for name, array in arrays.items() if loggable(array)}
+
+
+def prediction_table(records: list[Record]) -> pa.Table:
+    """One Arrow table of prediction records; records of the same array shapes are flattened together."""
+    import numpy as np
+    import pyarrow as pa
+
+    from mlops.monitoring import features
+
+    shaped: dict[tuple, list[tuple[Record, dict, dict]]] = {}
+    for record in records:
+        inputs, outputs = _row_arrays(record.payload[6], record.rows), _row_arrays(record.payload[7], record.rows)
+        key = tuple([(n, a.shape[1:]) for n, a in inputs.items()]), tuple([(n, a.shape[1:]) for n, a in outputs.items()])
+        shaped.setdefault(key, []).append((record, inputs, outputs))
+    tables = []
+    for members in shaped.values():
+        rows = np.array([r.rows for r, _, _ in members])
+        request_id, version, backend, device, thermal_state, latency_ms = zip(*(r.payload[:6] for r, _, _ in members))
+        columns: dict[str, Any] = {
+            "request_id": _repeated(request_id, rows, "string"),
+            "row": _row_numbers(rows),
+            "ts": _repeated([r.ts for r, _, _ in members], rows, "timestamp"),
+            "version": _repeated(version, rows, "int64"),
+            "backend": _repeated(backend, rows, "string"),
+            "device": _repeated(device, rows, "string"),
+            "thermal_state": _repeated(thermal_state, rows, "string"),
+            "latency_ms": _repeated(latency_ms, rows, "float64"),
+            "batch_rows": _repeated(rows, rows, "int32"),
+        }
+        for prefix, position in (("in", 1), ("out", 2)):
+            names = members[0][position]
+            joined = {name: np.concatenate([m[position][name] for m in members]) for name in names}
+            for name, values in features.prefixed(prefix, features.flatten(joined)).items():
+                columns[name] = pa.array(values, pa.float64())
+        tables.append(pa.table(columns))
+    table = pa.concat_tables(tables, promote_options="default") if len(tables) > 1 else tables[0]
+    return table.select(_ordered(table.column_names, PREDICTION_COLUMNS))
+
+
+def _ordered(names: list[str], base_columns: tuple[str, ...]) -> list[str]:
+    """The fixed columns, then `in.` then `out.` columns, each in the order `features.flatten` gave them."""
+    extra = sorted((c for c in names if c not in base_columns), key=lambda c: not c.startswith("in."))
+    return [c for c in base_columns if c in names] + extra
+
+
+def feedback_table(records: list[Record]) -> pa.Table:
+    import numpy as np
+    import pyarrow as pa
+
+    rows = np.array([r.rows for r in records])
+    return pa.table(
+        {
+            "request_id": _repeated([r.payload[0] for r in records], rows, "string"),
+            "row": _row_numbers(rows),
+            "label": pa.array(np.concatenate([np.asarray(r.payload[1], dtype=np.float64) for r in records]), pa.float64()),
+            "ts": _repeated([r.ts for r in records], rows, "timestamp"),
+        }
+    )
+
+
+# --- reading -------------------------------------------------------------------------------
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def log_files(settings: Settings, kind: str, project: str, since: datetime, until: datetime | None = None) -> list[Path]:
+    """The Parquet files of the date partitions overlapping [since, until], in date then name (time) order."""
+    folder = log_root(settings) / kind / f"project={project}"
+    first, last = _utc(since).date(), (_utc(until).date() if until is not None else date.max)
+    files = []
+    for partition in sorted(folder.glob("date=*")):
+        try:
+            day = date.fromisoformat(partition.name.removeprefix("date="))
+        except ValueError:
+            continue
+        if first <= day <= last:
+            files.extend(sorted(partition.glob("part-*.parquet")))
+    return files
+
+
+def scan(
+    settings: Settings,
+    kind: str,
+    project: str,
+    since: datetime,
+    until: datetime | None = None,
+    columns: list[str] | None = None,
+    batch_rows: int = ROW_GROUP_ROWS,
+) -> Iterator[pa.Table]:
+    """Tables of at most `batch_rows` log rows with since <= ts < until, in log order.
+
+    Reads one file's row batch at a time (only `columns`, plus `ts` to filter on); a requested
+    column a file lacks is simply absent from its tables.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    stamp = pa.timestamp("us", tz="UTC")
+    low = pa.scalar(_utc(since), stamp)
+    high = pa.scalar(_utc(until), stamp) if until is not None else None
+    for path in log_files(settings, kind, project, since, until):
+        parquet = pq.ParquetFile(path, pre_buffer=False)  # pre-buffering would read every row group up front
+        present = parquet.schema_arrow.names
+        wanted = present if columns is None else [c for c in columns if c in present]
+        read = sorted(set(wanted) | {"ts"}, key=present.index)
+        for batch in parquet.iter_batches(batch_size=batch_rows, columns=read, use_threads=False):
+            keep = pc.greater_equal(batch.column("ts"), low)
+            if high is not None:
+                keep = pc.and_(keep, pc.less(batch.column("ts"), high))
+            table = pa.Table.from_batches([batch]).filter(keep)
+            if table.num_rows:
+                yield table.select(wanted)
+
+
+def _bottom_k(tables: Iterator[pa.Table], k: int, seed: int) -> pa.Table | None:
+    """A uniform sample of `k` rows without replacement, holding at most ~2k rows plus one batch.
+
+    Each scanned row gets a key from `numpy.random.Generator(PCG64(seed))`, drawn in scan
+    order; the rows with the k smallest keys are the sample (reservoir sampling by random
+    keys). Rows whose key is above the current k-th smallest are discarded as they are read.
+    The result is in log order.
+    """
+    import numpy as np
+    import pyarrow as pa
+
+    rng = np.random.default_rng(seed)
+    kept: list[tuple[pa.Table, np.ndarray, np.ndarray]] = []
+    kept_rows, offset, threshold = 0, 0, 1.0
+
+    def compact() -> tuple[pa.Table, np.ndarray, np.ndarray]:
+        table = pa.concat_tables([t for t, _, _ in kept], promote_options="default")
+        keys, positions = np.concatenate([k_ for _, k_, _ in kept]), np.concatenate([p for _, _, p in kept])
+        if len(keys) > k:
+            chosen = np.argpartition(keys, k - 1)[:k]
+            chosen.sort()  # positions grow with the index: this keeps log order
+            table, keys, positions = table.take(pa.array(chosen)), keys[chosen], positions[chosen]
+        return table, keys, positions
+
+    for table in tables:
+        keys = rng.random(table.num_rows)
+        positions = np.arange(offset, offset + table.num_rows)
+        offset += table.num_rows
+        below = np.flatnonzero(keys < threshold)
+        if len(below) < table.num_rows:
+            table, keys, positions = table.take(pa.array(below)), keys[below], positions[below]
+        if not len(keys):
+            continue
+        kept.append((table, keys, positions))
+        kept_rows += len(keys)
+        if kept_rows >= 2 * k:
+            kept = [compact()]
+            kept_rows = len(kept[0][1])
+            threshold = float(kept[0][1].max())
+    if not kept:
+        return None
+    table, _, positions = compact()
+    order = np.argsort(positions, kind="stable")
+    return table.take(pa.array(order))
+
+
+def _read(
+    settings: Settings,
+    kind: str,
+    project: str,
+    since: datetime,
+    until: datetime | None,
+    columns: list[str] | None,
+    max_rows: int | None,
+    seed: int,
+    base_columns: tuple[str, ...],
+) -> pd.DataFrame:
+    import pandas as pd
+    import pyarrow as pa
+
+    tables = scan(settings, kind, project, since, until, columns)
+    if max_rows is not None:
+        if max_rows < 1:
+            raise ValueError(f"max_rows must be at least 1, got {max_rows}")
+        sample = _bottom_k(tables, max_rows, seed)
+        found = [sample] if sample is not None else []
+    else:
+        found = list(tables)
+    if not found:
+        return pd.DataFrame({c: pd.Series(dtype="float64") for c in (columns or base_columns)})
+    table = pa.concat_tables(found, promote_options="default") if len(found) > 1 else found[0]
+    frame = table.to_pandas()
+    if columns is not None:
+        return frame.reindex(columns=list(columns))
+    return frame[_ordered(list(frame.columns), base_columns)]
+
+
+def read_predictions(
+    settings: Settings,
+    project: str,
+    since: datetime,
+    until: datetime | None = None,
+    columns: list[str] | None = None,
+    max_rows: int | None = None,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """The project's predictions with since <= ts < until (naive datetimes are UTC), in log order.
+
+    `columns`: only these (a column no file has comes back as nulls). `max_rows`: at most that
+    many rows, a uniform sample without replacement taken while scanning, so memory stays
+    ~2 * max_rows rows plus one row group (the writer writes 16k-row groups) however large the
+    window. Method: every row in the window gets a uniform key from
+    `numpy.random.default_rng(seed)`, drawn in log order (date partition, then file name =
+    write time, then row); the max_rows smallest keys win (reservoir sampling by random keys,
+    rows above the current k-th smallest key are dropped as they are read). Same log, window and
+    seed -> the same rows, returned in log order.
+    """
+    return _read(settings, PREDICTIONS, project, since, until, columns, max_rows, seed, PREDICTION_COLUMNS)
+
+
+def read_feedback(
+    settings: Settings,
+    project: str,
+    since: datetime,
+    until: datetime | None = None,
+    columns: list[str] | None = None,
+    max_rows: int | None = None,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """The project's ground-truth labels with since <= ts < until; sampling as `read_predictions`."""
+    return _read(settings, FEEDBACK, project, since, until, columns, max_rows, seed, FEEDBACK_COLUMNS)
+
+
+def accuracy(
+    settings: Settings, project: str, since: datetime, until: datetime | None = None, label_column: str | None = None
+) -> dict[str, Any]:
+    """Share of predictions in [since, until) whose `label_column` (default `out.label`) equals the feedback label.
+
+    Joined on (request_id, row). Feedback counts from `since` on with no upper bound (labels
+    arrive after the prediction); the latest label of a row wins. Predictions are scanned in
+    batches, so memory is bounded by the feedback, not by the log. When predictions exist but
+    none has `label_column` (not a classifier) the answer is 0 rows, accuracy None and a `reason`.
+    """
+    import numpy as np
+
+    column = label_column or DEFAULT_LABEL_COLUMN
+    labels = read_feedback(settings, project, since)
+    if labels.empty:
+        return {"rows": 0, "accuracy": None}
+    labels = labels.sort_values("ts", kind="stable").drop_duplicates(["request_id", "row"], keep="last")
+    labels = labels.set_index(["request_id", "row"])["label"]
+    joined = correct = 0
+    seen_predictions = seen_column = False
+    for table in scan(settings, PREDICTIONS, project, since, until, ["request_id", "row", column]):
+        seen_predictions = True
+        if column not in table.column_names:
+            continue
+        seen_column = True
+        frame = table.to_pandas().join(labels, on=["request_id", "row"], how="inner")
+        joined += len(frame)
+        correct += int(np.sum(frame[column].to_numpy() == frame["label"].to_numpy()))
+    if seen_predictions and not seen_column:
+        return {"rows": 0, "accuracy": None, "reason": f"no prediction of {project!r} has a column {column!r}"}
+    return {"rows": joined, "accuracy": correct / joined if joined else None}
+
+
+__all__ = [
+    "FEEDBACK",
+    "PREDICTIONS",
+    "PredictionLogWriter",
+    "accuracy",
+    "log_files",
+    "log_root",
+    "partition_dir",
+    "read_feedback",
+    "read_predictions",
+    "read_thermal_state",
+    "scan",
+]
