@@ -58,6 +58,20 @@ def _default_args(config: ProjectConfig) -> dict:
     }
 
 
+def _lifecycle_schedule(config: ProjectConfig):
+    """The YAML's schedule; with monitoring, also every event of the project's retrain asset."""
+    if not config.monitoring.enabled:
+        return config.schedule
+    from airflow.sdk import Asset, AssetOrTimeSchedule, CronTriggerTimetable
+
+    from mlops.lifecycle import retrain_asset_uri
+
+    retrain = Asset(name=f"{config.name}__retrain", uri=retrain_asset_uri(config.name))
+    if config.schedule in (None, "@once", "@continuous"):
+        return [retrain]
+    return AssetOrTimeSchedule(timetable=CronTriggerTimetable(config.schedule, timezone="UTC"), assets=[retrain])
+
+
 def build_lifecycle_dag(config: ProjectConfig, source: Path) -> DAG:
     """The project's lifecycle DAG, one task per step of `mlops.lifecycle.lifecycle_plan`."""
     from airflow.sdk import DAG, Asset, Param
@@ -76,7 +90,7 @@ def build_lifecycle_dag(config: ProjectConfig, source: Path) -> DAG:
     with DAG(
         dag_id=config.dag_id,
         description=(config.description or f"Lifecycle of {config.name}")[:200],
-        schedule=config.schedule,
+        schedule=_lifecycle_schedule(config),
         start_date=START_DATE,
         catchup=False,
         max_active_runs=1,
@@ -154,6 +168,50 @@ def build_deploy_dag(config: ProjectConfig, source: Path) -> DAG:
     return dag
 
 
+def build_monitor_dag(config: ProjectConfig, source: Path) -> DAG:
+    """`<project>__monitor`: drift, accuracy and performance on the monitoring schedule; retrain and alert."""
+    from airflow.sdk import DAG, Asset
+
+    from mlops.lifecycle import monitor_dag_id, monitor_plan, retrain_asset_uri
+    from operators.monitoring import (
+        DriftCheckOperator,
+        MonitoringReportOperator,
+        RetrainRequestOperator,
+        ServingAccuracyOperator,
+        ServingPerformanceOperator,
+        WebhookAlertOperator,
+    )
+
+    steps = {s.name: s for s in monitor_plan(config)}
+    project = config.model_dump(mode="json")
+    doc = "\n".join(f"{i}. **{s.name}**: {s.doc}" for i, s in enumerate(steps.values(), 1))
+    with DAG(
+        dag_id=monitor_dag_id(config.name),
+        description=f"Monitor {config.name}: drift, accuracy, serving performance"[:200],
+        schedule=config.monitoring.schedule,
+        start_date=START_DATE,
+        catchup=False,
+        max_active_runs=1,
+        tags=[config.name, "mlops", "monitoring", *config.tags],
+        auto_register=False,
+        doc_md=f"# {config.name}: monitor\n\nDefined in `{source}`.\n\n{doc}",
+        default_args=_default_args(config),
+    ) as dag:
+        def common(name: str) -> dict:
+            return {"task_id": name, "project": project, "doc_md": steps[name].doc}
+
+        drift = DriftCheckOperator(**common("check_drift"))
+        accuracy = ServingAccuracyOperator(**common("check_accuracy"))
+        performance = ServingPerformanceOperator(**common("check_performance"))
+        report = MonitoringReportOperator(
+            drift=drift.output, accuracy=accuracy.output, performance=performance.output, **common("report")
+        )
+        retrain = Asset(name=f"{config.name}__retrain", uri=retrain_asset_uri(config.name))
+        RetrainRequestOperator(report=report.output, outlets=[retrain], **common("request_retrain"))
+        WebhookAlertOperator(report=report.output, retries=max(config.retries, 3), **common("alert"))
+    return dag
+
+
 @dataclass
 class ProjectDags:
     dags: dict[str, DAG] = field(default_factory=dict)
@@ -184,6 +242,8 @@ def collect_project_dags(projects_dir: Path | None = None, build: bool = True) -
             built = [build_lifecycle_dag(config, path)]
             if config.serving.enabled:
                 built.append(build_deploy_dag(config, path))
+            if config.monitoring.enabled:
+                built.append(build_monitor_dag(config, path))
             for dag in built:
                 result.dags[dag.dag_id] = dag
         except Exception as exc:  # a factory failure for one project must not hide the others

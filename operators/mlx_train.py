@@ -11,6 +11,15 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
 
+def retrain_reason(context: Context) -> str | None:
+    """The reasons of the retrain-asset events that started this run (None for scheduled/manual runs)."""
+    events = context.get("triggering_asset_events") or {}
+    reasons = [
+        str(event.extra["reason"]) for asset_events in events.values() for event in asset_events if (event.extra or {}).get("reason")
+    ]
+    return "; ".join(reasons) or None
+
+
 class MLXTrainOperator(ProjectOperator):
     """:param data: the `pull_data` result (path + version), usually `pull_data.output`."""
 
@@ -25,16 +34,21 @@ class MLXTrainOperator(ProjectOperator):
         from mlops.training.trainer import train_project
 
         ti = context["ti"]
+        tags = {
+            "airflow.dag_id": ti.dag_id,
+            "airflow.run_id": ti.run_id,
+            "airflow.try_number": str(ti.try_number),
+        }
+        reason = retrain_reason(context)
+        if reason:  # the monitor asked for this run: say why on the MLflow run
+            tags["mlops.retrain_reason"] = reason[:5000]
+            self.log.info("retraining because: %s", reason)
         result = train_project(
             self.settings(),
             self.config,
             data_path=self.data["path"],
             data_version=self.data["version"],
-            run_tags={
-                "airflow.dag_id": ti.dag_id,
-                "airflow.run_id": ti.run_id,
-                "airflow.try_number": str(ti.try_number),
-            },
+            run_tags=tags,
         )
         self.log.info("MLflow run %s on %s: %s", result["run_id"], result["device"], result["metrics"])
         return result

@@ -113,9 +113,18 @@ def cmd_up(args: argparse.Namespace) -> int:
     passwords = settings.home / "airflow" / "simple_auth_manager_passwords.json.generated"
     password = json.loads(passwords.read_text()).get("admin", "?") if passwords.exists() else "(see the api-server log)"
     print(f"Airflow UI: http://{settings.bind_host}:{settings.airflow_port}  user admin, password {password}")
-    print(f"MLflow UI:  http://{settings.bind_host}:{settings.mlflow_port}")
+    from mlops.tracking.client import mlflow_credentials
+
+    login = mlflow_credentials(settings)
+    print(f"MLflow UI:  http://{settings.bind_host}:{settings.mlflow_port}  user {login.get('MLFLOW_TRACKING_USERNAME')}, "
+          f"password {login.get('MLFLOW_TRACKING_PASSWORD')}")
     print(f"Gateway:    http://{settings.bind_host}:{settings.gateway_port}/v1/models  header X-API-Key: "
           f"{ensure_api_key(settings)}")
+    from mlops.monitoring.evidently_ui import PASSWORD_SECRET, USER
+    from mlops.secrets import ensure_secret
+
+    print(f"Evidently:  http://{settings.bind_host}:{settings.evidently_port}  user {USER}, password "
+          f"{ensure_secret(settings, PASSWORD_SECRET)}")
     return 0
 
 
@@ -224,9 +233,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_init_project)
     sub.add_parser("hardware", help="print the hardware probe (see `mlops hardware -h`)", add_help=False)
     sub.add_parser("serve", help="run the model-serving gateway (see `mlops serve -h`)", add_help=False)
+    sub.add_parser("evidently-ui", help="Evidently's UI over the drift reports, behind a login", add_help=False)
     sub.add_parser("pools", help="size the mlx pools from the hardware (see `mlops pools -h`)", add_help=False)
     sub.add_parser("queue", help="what each waiting task waits for (see `mlops queue -h`)", add_help=False)
-    sub.add_parser("up", help="start Airflow and MLflow on 127.0.0.1").set_defaults(func=cmd_up)
+    sub.add_parser("up", help="start Airflow, MLflow, Ray, the gateway and Evidently's UI on 127.0.0.1").set_defaults(func=cmd_up)
     sub.add_parser("down", help="stop what `up` started").set_defaults(func=cmd_down)
     sub.add_parser("status", help="which services run").set_defaults(func=cmd_status)
     p = sub.add_parser("worker", help="start a Celery worker on the queues this machine's hardware serves")
@@ -253,6 +263,10 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_pools(argv[1:])
     if argv[:1] == ["serve"]:
         return cmd_serve(argv[1:])
+    if argv[:1] == ["evidently-ui"]:
+        from mlops.monitoring.evidently_ui import main as evidently_ui
+
+        return evidently_ui(argv[1:])
     args = build_parser().parse_args(argv)
     return args.func(args)
 

@@ -101,10 +101,11 @@ def serve_demo(settings: Settings, project: str, airflow: str, env: dict[str, st
     for service in platform_services(settings):
         if service.name not in ("ray-head", "gateway"):
             continue
-        if running_pid(settings, service.name) is None:
+        pid = running_pid(settings, service.name)
+        if pid is None:
             print(f"== starting {service.name}", flush=True)
-            start(settings, service, service_env)
-        if service.health_url and not wait_healthy(service.health_url):
+            pid = start(settings, service, service_env)
+        if service.health_url and not wait_healthy(service.health_url, pid=pid):
             print(f"{service.name} did not start; see {settings.run_dir / (service.name + '.log')}", file=sys.stderr)
             return 1
     dag_id = f"{project}__deploy"

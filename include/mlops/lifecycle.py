@@ -6,7 +6,9 @@ CamelCase) of its operator, so a reader goes from a DAG task to its code in one 
 Two DAGs per project: `<name>__lifecycle` (data to a built, registered model) and, when
 `serving.enabled`, `<name>__deploy`, scheduled on the project's model asset: the lifecycle's
 `build` step emits an asset event with the new version, and the deploy DAG runs on it, so a
-better model goes live with no manual step.
+better model goes live with no manual step. With `monitoring.enabled`, `<name>__monitor`
+checks drift, accuracy and serving performance on its schedule and publishes the project's
+retrain asset, which the lifecycle is also scheduled on.
 """
 
 from __future__ import annotations
@@ -30,6 +32,46 @@ class Step:
 def model_asset_uri(project: str) -> str:
     """The asset a project's registered, built model versions are published as."""
     return f"mlops://models/{project}"
+
+
+def retrain_asset_uri(project: str) -> str:
+    """The asset the monitor publishes when the project should retrain (its lifecycle runs on it)."""
+    return f"mlops://retrain/{project}"
+
+
+def monitor_dag_id(project: str) -> str:
+    return f"{project}__monitor"
+
+
+def monitor_plan(config: ProjectConfig) -> list[Step]:
+    """The steps of `<project>__monitor` (empty when monitoring is disabled: no monitor DAG)."""
+    if not config.monitoring.enabled:
+        return []
+    m = config.monitoring
+    accuracy = (
+        f"below {m.accuracy_threshold} requests retraining" if m.accuracy_threshold is not None else "reported only"
+    )
+    return [
+        Step(
+            "check_drift",
+            f"Compare the last {m.window_hours:g} h of served inputs (sampled to {m.max_rows} rows, seeded) with the "
+            f"serving version's training data from DVC (Evidently); drift = more than {m.drift_threshold:.0%} of "
+            "columns drifted. HTML report in MLflow and the Evidently workspace.",
+        ),
+        Step("check_accuracy", f"Accuracy of the window's predictions against feedback labels; {accuracy}."),
+        Step(
+            "check_performance",
+            f"Serving latency against the version's baseline (degraded at {m.latency_degradation:g}x p50), "
+            "with the likely cause: thermal throttling, memory pressure, larger batches, a slower version.",
+        ),
+        Step("report", "One monitoring report (drift, accuracy, performance, hardware) logged to MLflow; decides."),
+        Step(
+            "request_retrain",
+            f"Publish `{retrain_asset_uri(config.name)}` with the reason (the lifecycle runs on it) when drift "
+            f"{'or accuracy ' if m.accuracy_threshold is not None else ''}calls for it.",
+        ),
+        Step("alert", f"Post the report to {m.alert_connections or 'no'} webhook connection(s); undelivered alerts are kept."),
+    ]
 
 
 def deploy_dag_id(project: str) -> str:

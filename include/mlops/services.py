@@ -9,6 +9,7 @@ session (Ray's actors move to process groups of their own).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -43,7 +44,8 @@ def platform_services(settings: Settings) -> list[Service]:
         Service(
             "mlflow",
             [
-                _bin("mlflow"), "server", "--host", host, "--port", str(settings.mlflow_port),
+                # --app-name basic-auth: MLflow's own login (admin + the generated password).
+                _bin("mlflow"), "server", "--app-name", "basic-auth", "--host", host, "--port", str(settings.mlflow_port),
                 "--backend-store-uri", f"sqlite:///{mlflow_root / 'mlflow.db'}",
                 "--artifacts-destination", str(mlflow_root / "artifacts"), "--workers", "1",
             ],
@@ -62,6 +64,12 @@ def platform_services(settings: Settings) -> list[Service]:
             "gateway",
             [_bin("mlops"), "serve", "--host", host, "--port", str(settings.gateway_port)],
             f"http://{host}:{settings.gateway_port}/healthz",
+        ),
+        # Evidently's UI behind HTTP Basic auth (its own only guards writes): health = the port answers.
+        Service(
+            "evidently-ui",
+            [_bin("mlops"), "evidently-ui", "--host", host, "--port", str(settings.evidently_port)],
+            f"tcp://{host}:{settings.evidently_port}",
         ),
         Service("scheduler", [_bin("airflow"), "scheduler", "--skip-serve-logs"], None),
         Service("dag-processor", [_bin("airflow"), "dag-processor"], None),
@@ -92,9 +100,12 @@ def start(settings: Settings, service: Service, env: dict[str, str]) -> int:
     return process.pid
 
 
-def wait_healthy(url: str, timeout: float = 120.0) -> bool:
+def wait_healthy(url: str, timeout: float = 120.0, pid: int | None = None) -> bool:
+    """True once `url` answers; False after `timeout` or as soon as process `pid` has exited."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if pid is not None and not _alive(pid):
+            return False
         if url.startswith("tcp://"):
             host, _, port = url[len("tcp://") :].rpartition(":")
             try:
@@ -136,6 +147,15 @@ def kill_session(leader: int) -> None:
             pass
 
 
+def _alive(pid: int) -> bool:
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
 def stop(settings: Settings, name: str, timeout: float = 20.0) -> bool:
     pid = running_pid(settings, name)
     _pid_file(settings, name).unlink(missing_ok=True)
@@ -147,15 +167,29 @@ def stop(settings: Settings, name: str, timeout: float = 20.0) -> bool:
         return False
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        try:
-            os.killpg(pid, 0)
-        except ProcessLookupError:
+        if not _group_alive(pid):
             kill_session(pid)
             return True
         time.sleep(0.2)
-    os.killpg(pid, signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
     kill_session(pid)
     return True
+
+
+def _group_alive(pgid: int) -> bool:
+    """Whether any process of the group still runs (zombies, e.g. children of the process that ran `up`, don't)."""
+    import psutil
+
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pgid, os.WNOHANG)  # reap it when it is our child
+    for process in psutil.process_iter():
+        try:
+            if os.getpgid(process.pid) == pgid and process.status() != psutil.STATUS_ZOMBIE:
+                return True
+        except (OSError, psutil.Error):
+            continue
+    return False
 
 
 def migrate(settings: Settings) -> None:
@@ -168,6 +202,29 @@ def sync_pools(settings: Settings) -> None:
     subprocess.run([_bin("mlops"), "pools", "sync"], env=airflow_environment(settings), check=True, stdout=subprocess.DEVNULL)
 
 
+def mlflow_auth_environment(settings: Settings) -> dict[str, str]:
+    """MLflow's basic-auth app: its config (user store under the state folder) and the admin login."""
+    from mlops.secrets import ensure_secret
+    from mlops.tracking.client import MLFLOW_PASSWORD_SECRET, MLFLOW_USER
+
+    password = ensure_secret(settings, MLFLOW_PASSWORD_SECRET)
+    config = settings.home / "mlflow" / "basic_auth.ini"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text(
+        "[mlflow]\ndefault_permission = READ\n"
+        f"database_uri = sqlite:///{settings.home / 'mlflow' / 'basic_auth.db'}\n"
+        f"admin_username = {MLFLOW_USER}\n"
+        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+    )
+    return {
+        "MLFLOW_AUTH_CONFIG_PATH": str(config),
+        "MLFLOW_AUTH_ADMIN_PASSWORD": password,  # used once, when the user store is created
+        "MLFLOW_FLASK_SERVER_SECRET_KEY": ensure_secret(settings, "mlflow_flask_secret_key"),  # CSRF tokens
+        "MLFLOW_TRACKING_USERNAME": MLFLOW_USER,
+        "MLFLOW_TRACKING_PASSWORD": password,
+    }
+
+
 def up(settings: Settings) -> dict[str, int]:
     """Start every service (the MLflow server first) and wait for the HTTP ones to be healthy."""
     from mlops.serving.api_keys import ensure_api_key
@@ -175,12 +232,12 @@ def up(settings: Settings) -> dict[str, int]:
     migrate(settings)
     sync_pools(settings)
     ensure_api_key(settings)  # the gateway never starts without a key
-    env = {**airflow_environment(settings), **ray_environment(settings)}
+    env = {**airflow_environment(settings), **ray_environment(settings), **mlflow_auth_environment(settings)}
     env["MLOPS_TRACKING_URI"] = f"http://{settings.bind_host}:{settings.mlflow_port}"
     pids = {}
     for service in platform_services(settings):
         pids[service.name] = start(settings, service, env)
-        if service.health_url and not wait_healthy(service.health_url):
+        if service.health_url and not wait_healthy(service.health_url, pid=pids[service.name]):
             raise RuntimeError(f"{service.name} did not become healthy at {service.health_url}; see {settings.run_dir / (service.name + '.log')}")
     return pids
 

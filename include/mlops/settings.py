@@ -18,6 +18,7 @@ One object, read from the environment with documented defaults, so no module rea
 | MLOPS_BIND_HOST        | 127.0.0.1                                 | address every server binds to             |
 | MLOPS_RAY_PORT         | 6390                                      | port of the Ray head's GCS (`mlops up` starts the head) |
 | MLOPS_SERVE_PORT       | 8001                                      | port of Ray Serve's HTTP proxy (the gateway forwards to it) |
+| MLOPS_EVIDENTLY_PORT   | 8002                                      | port of Evidently's UI (drift reports, behind a login) |
 | MLOPS_SERVING_MEMORY_GB | 25 % of RAM, at least 1                  | memory every project's replicas share (the Ray head's `memory` resource) |
 | MLOPS_POOL_REFRESH_SECONDS | 30                                    | how often the scheduler re-sizes the mlx pools to the thermal state (0: only at DAG-run starts) |
 | MLOPS_HARDWARE_ROOT    | (unset: /)                                | fake /sys + /proc tree for the Linux readers (tests, simulations) |
@@ -50,6 +51,7 @@ class Settings:
     ray_port: int = 6390
     serve_port: int = 8001
     serving_memory_gb: float | None = None
+    evidently_port: int = 8002
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -71,6 +73,7 @@ class Settings:
             ray_port=int(env.get("MLOPS_RAY_PORT") or 6390),
             serve_port=int(env.get("MLOPS_SERVE_PORT") or 8001),
             serving_memory_gb=float(env["MLOPS_SERVING_MEMORY_GB"]) if env.get("MLOPS_SERVING_MEMORY_GB") else None,
+            evidently_port=int(env.get("MLOPS_EVIDENTLY_PORT") or 8002),
         )
 
     @cached_property

@@ -13,11 +13,15 @@ from mlops import services
 from mlops.settings import Settings
 
 
-def http(url: str, data: dict | None = None, token: str | None = None) -> tuple[int, dict | str]:
+def http(url: str, data: dict | None = None, token: str | None = None, basic: tuple[str, str] | None = None) -> tuple[int, dict | str]:
     request = urllib.request.Request(url, data=json.dumps(data).encode() if data is not None else None)
     request.add_header("Content-Type", "application/json")
     if token:
         request.add_header("Authorization", f"Bearer {token}")
+    if basic:
+        import base64
+
+        request.add_header("Authorization", "Basic " + base64.b64encode(":".join(basic).encode()).decode())
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
             body = response.read().decode()
@@ -40,17 +44,19 @@ def test_up_serves_behind_auth_on_loopback_and_down_stops_everything(tmp_path):
     settings = Settings.from_env(
         {"MLOPS_HOME": str(tmp_path / "state"), "MLOPS_MLFLOW_PORT": str(free_port()),
          "MLOPS_AIRFLOW_PORT": str(free_port()), "MLOPS_GATEWAY_PORT": str(free_port()),
-         "MLOPS_RAY_PORT": str(free_port()), "MLOPS_SERVING_MEMORY_GB": "2"}
+         "MLOPS_RAY_PORT": str(free_port()), "MLOPS_SERVING_MEMORY_GB": "2",
+         "MLOPS_EVIDENTLY_PORT": str(free_port())}
     )
     try:
         pids = services.up(settings)
-        assert set(pids) == {"mlflow", "api-server", "ray-head", "gateway", "scheduler", "dag-processor", "triggerer"}
+        assert set(pids) == {
+            "mlflow", "api-server", "ray-head", "gateway", "evidently-ui", "scheduler", "dag-processor", "triggerer"
+        }
         for name, pid in pids.items():
             if name != "ray-head":  # Ray 2.60's gRPC servers bind every interface: token auth guards them
                 assert listening_addresses(pid) <= {"127.0.0.1"}, name
         ray_session = services.session_members(pids["ray-head"])
         assert len(ray_session) >= 2  # gcs_server, raylet, ...
-        assert (settings.home / "secrets" / "ray_token").stat().st_mode & 0o077 == 0
 
         api = f"http://127.0.0.1:{settings.airflow_port}"
         assert http(f"{api}/api/v2/dags")[0] == 401  # the API requires a login
@@ -66,7 +72,19 @@ def test_up_serves_behind_auth_on_loopback_and_down_stops_everything(tmp_path):
         with urllib.request.urlopen(request, timeout=30) as response:
             assert response.status == 200
 
-        # Tracking goes through the real MLflow server.
+        # Every UI asks for a login: MLflow's basic-auth app and Evidently's UI behind ours.
+        secrets = settings.home / "secrets"
+        mlflow_login = ("admin", (secrets / "mlflow_admin_password").read_text().strip())
+        search = f"http://127.0.0.1:{settings.mlflow_port}/api/2.0/mlflow/experiments/search?max_results=5"
+        assert http(search)[0] == 401
+        assert http(search, basic=mlflow_login)[0] == 200
+        evidently = f"http://127.0.0.1:{settings.evidently_port}/api/projects"
+        assert http(evidently)[0] == 401
+        assert http(evidently, basic=("admin", (secrets / "evidently_ui_password").read_text().strip()))[0] == 200
+        for name in ("api_keys", "mlflow_admin_password", "evidently_ui_password", "ray_token"):
+            assert (secrets / name).stat().st_mode & 0o077 == 0, name
+
+        # Tracking goes through the real MLflow server (the client finds the login in secrets/).
         from mlops.config import parse_project_text
         from mlops.data.project_data import ensure_project_data
         from mlops.training.trainer import train_project
@@ -77,7 +95,7 @@ def test_up_serves_behind_auth_on_loopback_and_down_stops_everything(tmp_path):
         config = parse_project_text("name: via_server\ndata:\n  num_samples: 256\nmodel:\n  family: mlp_classifier\ntraining:\n  epochs: 1\n", "x.yaml")
         data = ensure_project_data(tracked, config.name, "mlp_classifier", 256, 0, {})
         result = train_project(tracked, config, data["path"], data["version"])
-        status, run = http(f"{tracked.tracking_uri}/api/2.0/mlflow/runs/get?run_id={result['run_id']}")
+        status, run = http(f"{tracked.tracking_uri}/api/2.0/mlflow/runs/get?run_id={result['run_id']}", basic=mlflow_login)
         assert status == 200 and run["run"]["data"]["metrics"]
     finally:
         stopped = services.down(settings)

@@ -106,11 +106,38 @@ class ServingConfig(Section):
         return self
 
 
+DriftMethod = Literal[
+    "anderson", "chisquare", "cramer_von_mises", "ed", "empirical_mmd", "es", "fisher_exact", "g_test",
+    "hellinger", "jensenshannon", "kl_div", "ks", "mannw", "psi", "t_test", "TVD", "wasserstein", "z",
+]
+
+
+class ColumnDriftConfig(Section):
+    """Evidently's test and threshold for one column (names as in the prediction log, e.g. `x_3`)."""
+
+    method: DriftMethod | None = None
+    threshold: float | None = Field(None, gt=0, description="p-value below, or distance above, which it drifted.")
+
+
 class MonitoringConfig(Section):
+    """The `<project>__monitor` DAG: drift of served inputs, accuracy from feedback, serving performance."""
+
     enabled: bool = False
-    drift_threshold: float = Field(0.3, ge=0, le=1, description="Share of drifted columns that triggers retraining.")
-    schedule: str = Field("@daily", description="How often the drift check runs (cron or preset).")
+    schedule: str = Field("@daily", description="How often the checks run (cron or preset).")
+    window_hours: float = Field(24.0, gt=0, le=24 * 366, description="Served predictions of the last N hours.")
+    min_rows: int = Field(100, ge=1, description="Fewer rows in the window: 'insufficient data', no verdict.")
+    max_rows: int = Field(100_000, ge=100, description="Larger windows are sampled (seeded) to this many rows.")
+    drift_threshold: float = Field(0.3, ge=0, le=1, description="Share of drifted columns that counts as drift.")
+    method: DriftMethod | None = Field(None, description="Test for every column; unset: Evidently picks per column.")
+    threshold: float | None = Field(None, gt=0, description="Threshold of `method`; unset: Evidently's default.")
+    columns: dict[str, ColumnDriftConfig] = Field(default_factory=dict, description="Per-column overrides.")
+    accuracy_threshold: float | None = Field(None, ge=0, le=1, description="Retrain when feedback accuracy is below.")
+    min_feedback_rows: int = Field(30, ge=1)
     retrain_on_drift: bool = True
+    alert_connections: list[str] = Field(
+        default_factory=list, description="Airflow HTTP connection ids to post alerts to (Slack-compatible JSON)."
+    )
+    latency_degradation: float = Field(1.5, gt=1, le=100, description="p50 latency this many times the baseline = degraded.")
 
     @field_validator("schedule")
     @classmethod

@@ -230,7 +230,7 @@ def _gib(value: float | None) -> str:
     return UNKNOWN if value is None else f"{value / 2**30:.1f} GiB"
 
 
-def _memory_evidence(snap: dict[str, Any], memory_limit_bytes: int | None) -> tuple[list[str], bool, bool]:
+def memory_evidence(snap: dict[str, Any], memory_limit_bytes: int | None) -> tuple[list[str], bool, bool]:
     """(evidence lines, system under memory pressure, MLX at its limit)."""
     evidence: list[str] = []
     percent, swap_pct = _num(snap.get("memory_percent")), _num(snap.get("swap_percent"))
@@ -289,7 +289,7 @@ def diagnose(error: BaseException | str | None, snap: dict[str, Any], memory_lim
     """
     facts = _error_facts(error)
     names, text = facts["names"], facts["text"].lower()
-    mem_evidence, pressure, at_limit = _memory_evidence(snap, memory_limit_bytes)
+    mem_evidence, pressure, at_limit = memory_evidence(snap, memory_limit_bytes)
     thermal = str(snap.get("thermal_state", UNKNOWN))
     thermal_line = f"thermal state {thermal}: {snap.get('thermal_detail', '')}".rstrip(": ")
     oom_error = "MemoryError" in names or any(m in text for m in _OOM_MESSAGES)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import secrets
 import socket
 import sys
 import tempfile
@@ -32,19 +31,12 @@ if TYPE_CHECKING:
 NAMESPACE = "mlops"
 
 
-def ray_token_file(settings: Settings) -> Path:
-    return settings.home / "secrets" / "ray_token"
-
-
 def ensure_ray_token(settings: Settings) -> Path:
     """The cluster's token file, created (0600) with a fresh random token when absent."""
-    path = ray_token_file(settings)
-    if not path.is_file() or not path.read_text().strip():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(secrets.token_hex(32))
-    return path
+    from mlops.secrets import ensure_secret, secret_file
+
+    ensure_secret(settings, "ray_token")
+    return secret_file(settings, "ray_token")
 
 
 def ray_environment(settings: Settings) -> dict[str, str]:

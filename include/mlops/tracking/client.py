@@ -40,6 +40,20 @@ def ensure_reachable(tracking_uri: str, timeout: float = 5.0) -> None:
     )
 
 
+MLFLOW_USER = "admin"
+MLFLOW_PASSWORD_SECRET = "mlflow_admin_password"
+
+
+def mlflow_credentials(settings: Settings) -> dict[str, str]:
+    """The login of the MLflow server `mlops up` runs (basic-auth app; password generated in secrets/)."""
+    from mlops.secrets import secret_file
+
+    path = secret_file(settings, MLFLOW_PASSWORD_SECRET)
+    if not path.is_file():
+        return {}
+    return {"MLFLOW_TRACKING_USERNAME": MLFLOW_USER, "MLFLOW_TRACKING_PASSWORD": path.read_text().strip()}
+
+
 def configure(settings: Settings) -> None:
     """Point this process's MLflow client at the platform's store."""
     import mlflow
@@ -51,6 +65,8 @@ def configure(settings: Settings) -> None:
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
     if settings.tracking_uri.startswith("sqlite:///"):
         Path(settings.tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    if settings.tracking_uri.startswith("http") and "MLFLOW_TRACKING_USERNAME" not in os.environ:
+        os.environ.update(mlflow_credentials(settings))  # the server `mlops up` started requires a login
     ensure_reachable(settings.tracking_uri)
     mlflow.set_tracking_uri(settings.tracking_uri)
     mlflow.set_registry_uri(settings.tracking_uri)

@@ -1,0 +1,86 @@
+"""The drift reference: the training data of the serving version, from DVC, as prediction-log columns.
+
+Which version: the one the route table says serves the project (`serving/routes.py`), else the
+highest registered. Its MLflow run names the DVC data version it trained on
+(`mlops.data_version`); that content is materialised under `<dvc workspace>/reference/<project>/`
+from the DVC cache or remote without touching the project's own data folder (training may be
+using it). The family turns the training split into serving inputs (`reference_inputs`), and
+`features.flatten` into the same `in.*` columns the prediction log has.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from mlops.settings import Settings
+
+
+@dataclass
+class Reference:
+    frame: pd.DataFrame
+    project: str
+    model_version: int
+    data_version: str
+    run_id: str
+    signature: dict[str, Any]
+
+
+def serving_version(settings: Settings, project: str, client: Any) -> int:
+    """The deployed version (route table), else the highest registered one."""
+    from mlops.serving.routes import read_routes, routes_file
+
+    _, routes = read_routes(routes_file(settings))
+    if project in routes:
+        return routes[project].version
+    versions = [int(mv.version) for mv in client.search_model_versions(f"name = '{project}'")]
+    if not versions:
+        raise LookupError(f"{project} has no registered model version: nothing serves, nothing to compare with")
+    return max(versions)
+
+
+def materialise_data_version(settings: Settings, project: str, data_version: str) -> Path:
+    """The folder holding DVC content `data_version` (fetched once; the project's data folder is untouched)."""
+    from mlops.data.dvc_workspace import checkout_version, open_workspace, workspace_lock
+
+    root = settings.dvc_workspace / "reference" / project
+    name = data_version.replace(".dir", "")[:16]
+    target = root / name
+    with workspace_lock(settings.dvc_workspace):
+        if not target.is_dir():
+            repo = open_workspace(settings)
+            checkout_version(repo, root / f"{name}.dvc", target, data_version)
+    return target
+
+
+def load_reference(settings: Settings, project: str, version: int | None = None) -> Reference:
+    """The reference frame (`in.*` columns) of `version` (default: the serving one)."""
+    import pandas as pd
+    from mlflow import MlflowClient
+
+    from mlops.data.project_data import load_arrays
+    from mlops.monitoring.features import flatten, prefixed
+    from mlops.serving.registry_models import download_model_dir
+    from mlops.tracking.client import configure
+    from mlops.training.artifacts import read_manifest
+    from mlops.training.families import get_family
+
+    configure(settings)
+    client = MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
+    version = int(version) if version is not None else serving_version(settings, project, client)
+    model_version = client.get_model_version(project, str(version))
+    run = client.get_run(model_version.run_id)
+    data_version = run.data.tags.get("mlops.data_version")
+    if not data_version:
+        raise LookupError(f"{project} v{version}: its run {run.info.run_id} has no mlops.data_version tag")
+    manifest = read_manifest(download_model_dir(client, project, version, settings.home / "serving"))
+    family = get_family(manifest["family"])
+    hyperparameters = manifest["hyperparameters"]
+    data = load_arrays(materialise_data_version(settings, project, data_version))
+    inputs = family.reference_inputs(data, hyperparameters)
+    frame = pd.DataFrame(prefixed("in", flatten(inputs)))
+    return Reference(frame, project, version, data_version, run.info.run_id, family.signature(hyperparameters))
