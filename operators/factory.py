@@ -208,7 +208,7 @@ def build_monitor_dag(config: ProjectConfig, source: Path) -> DAG:
         )
         retrain = Asset(name=f"{config.name}__retrain", uri=retrain_asset_uri(config.name))
         RetrainRequestOperator(report=report.output, outlets=[retrain], **common("request_retrain"))
-        WebhookAlertOperator(report=report.output, retries=max(config.retries, 3), **common("alert"))
+        WebhookAlertOperator(report=report.output, retries=config.monitoring.alert_retries, **common("alert"))
     return dag
 
 

@@ -56,8 +56,8 @@ class DriftCheckOperator(ProjectOperator):
         )
         out = result.as_dict()
         out.update(model_version=reference.model_version, data_version=reference.data_version)
-        if getattr(result, "snapshot", None) is not None:
-            out["report"] = save_report(result, settings, self.config.name, f"drift-{context['run_id']}")
+        # Logged even without a verdict (insufficient data, schema mismatch): the history shows those too.
+        out["report"] = save_report(result, settings, self.config.name, f"drift-{context['run_id']}")
         self.log.info(
             "drift: %s, share %s, drifted %s", out["status"], out.get("drift_share"), out.get("drifted_columns")
         )

@@ -137,6 +137,7 @@ class MonitoringConfig(Section):
     alert_connections: list[str] = Field(
         default_factory=list, description="Airflow HTTP connection ids to post alerts to (Slack-compatible JSON)."
     )
+    alert_retries: int = Field(3, ge=0, le=20, description="Task retries of an undelivered alert (it is kept meanwhile).")
     latency_degradation: float = Field(1.5, gt=1, le=100, description="p50 latency this many times the baseline = degraded.")
 
     @field_validator("schedule")
