@@ -25,26 +25,47 @@ def _shape_key(arrays: Arrays) -> tuple:
     return tuple(sorted((name, a.shape[1:], str(a.dtype)) for name, a in arrays.items()))
 
 
-def predict_many(predict: Callable[[Arrays], Arrays], requests: list[Arrays]) -> list[Arrays]:
-    """One `predict` call per group of shape-compatible requests; outputs in request order."""
+def group_requests(requests: list[Arrays]) -> list[tuple[list[int], Arrays]]:
+    """(request indexes, their inputs concatenated) per group of shape-compatible requests."""
     import numpy as np
 
     groups: dict[tuple, list[int]] = {}
     for i, arrays in enumerate(requests):
         groups.setdefault(_shape_key(arrays), []).append(i)
-    results: list[Arrays | None] = [None] * len(requests)
+    joined = []
     for members in groups.values():
         if len(members) == 1:
-            results[members[0]] = predict(requests[members[0]])
-            continue
-        names = requests[members[0]].keys()
-        joined = {name: np.concatenate([requests[i][name] for i in members]) for name in names}
-        outputs = predict(joined)
-        start = 0
-        for i in members:
-            rows = len(next(iter(requests[i].values())))
-            results[i] = {name: value[start : start + rows] for name, value in outputs.items()}
-            start += rows
+            joined.append((members, requests[members[0]]))
+        else:
+            names = requests[members[0]].keys()
+            joined.append((members, {name: np.concatenate([requests[i][name] for i in members]) for name in names}))
+    return joined
+
+
+def split_outputs(requests: list[Arrays], members: list[int], outputs: Arrays, results: list) -> None:
+    """Hand each member request its rows of a joined call's outputs (in `results`, by request index)."""
+    start = 0
+    for i in members:
+        rows = len(next(iter(requests[i].values())))
+        results[i] = {name: value[start : start + rows] for name, value in outputs.items()}
+        start += rows
+
+
+def predict_many(predict: Callable[[Arrays], Arrays], requests: list[Arrays]) -> list[Arrays]:
+    """One `predict` call per group of shape-compatible requests; outputs in request order."""
+    results: list[Arrays | None] = [None] * len(requests)
+    for members, joined in group_requests(requests):
+        split_outputs(requests, members, predict(joined), results)
+    return results  # type: ignore[return-value]
+
+
+async def predict_many_async(predict: Callable[[Arrays], Awaitable[Arrays]], requests: list[Arrays]) -> list[Arrays]:
+    """`predict_many` for an awaitable `predict` (a forward to a deployment): the groups run concurrently."""
+    results: list[Arrays | None] = [None] * len(requests)
+    groups = group_requests(requests)
+    answers = await asyncio.gather(*(predict(joined) for _, joined in groups))
+    for (members, _), outputs in zip(groups, answers):
+        split_outputs(requests, members, outputs, results)
     return results  # type: ignore[return-value]
 
 
@@ -120,4 +141,4 @@ def as_arrays(inputs: dict[str, Any], signature: dict[str, Any]) -> Arrays:
     return {name: np.asarray(inputs[name], dtype=spec["dtype"]) for name, spec in signature["inputs"].items()}
 
 
-__all__ = ["MicroBatcher", "as_arrays", "predict_many"]
+__all__ = ["MicroBatcher", "as_arrays", "predict_many", "predict_many_async"]
