@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import hmac
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -19,10 +18,6 @@ if TYPE_CHECKING:
 USER = "admin"
 PASSWORD_SECRET = "evidently_ui_password"
 DEFAULT_PORT = 8002
-
-
-def workspace_path(settings: Settings) -> Path:
-    return settings.home / "monitoring" / "evidently"
 
 
 class BasicAuth:
@@ -50,10 +45,11 @@ class BasicAuth:
 def create_ui_app(settings: Settings, host: str, port: int) -> Any:
     from evidently.ui.service.app import create_app, get_config
 
+    from mlops.monitoring.evidently_workspace import workspace_dir
     from mlops.secrets import ensure_secret
 
     password = ensure_secret(settings, PASSWORD_SECRET)
-    workspace = workspace_path(settings)
+    workspace = workspace_dir(settings)
     workspace.mkdir(parents=True, exist_ok=True)
     config = get_config(host=host, port=port, workspace=str(workspace), secret=password)
     return BasicAuth(create_app(config), USER, password)
