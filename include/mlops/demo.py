@@ -2,7 +2,10 @@
 
 For a project with `serving.enabled`, the demo then starts the Ray head and the gateway
 (if `mlops up` has not), runs the project's deploy DAG, sends one prediction through the
-gateway and prints the API key it generated; `mlops down` stops what it started.
+gateway and prints the API key it generated; `mlops down` stops what it started. With
+`monitoring.enabled` it then sends traffic whose inputs are shifted away from the training
+data (with feedback labels), and runs the monitor DAG, which finds the drift and requests
+retraining.
 """
 
 from __future__ import annotations
@@ -81,6 +84,10 @@ def run_demo(settings: Settings, project: str) -> int:
         code = serve_demo(settings, project, airflow, env)
         if code:
             return code
+        if config.monitoring.enabled:
+            code = monitor_demo(settings, project, airflow, env)
+            if code:
+                return code
     print(f"\nOpen the UIs:  .venv/bin/mlops up   (Airflow http://{settings.bind_host}:{settings.airflow_port}, "
           f"MLflow http://{settings.bind_host}:{settings.mlflow_port}); stop them with .venv/bin/mlops down")
     return 0
@@ -133,4 +140,65 @@ def serve_demo(settings: Settings, project: str, airflow: str, env: dict[str, st
     print(f"Prediction            {json.dumps(answer['outputs'])[:200]}")
     print(f"Try it:  curl -s -H 'X-API-Key: {key}' -H 'Content-Type: application/json' {url} -d '{body.decode()}'")
     print("Ray head and gateway keep running; stop them with .venv/bin/mlops down")
+    return 0
+
+
+def _gateway_json(settings: Settings, path: str, key: str, body: dict | None = None) -> dict:
+    import json
+    import urllib.request
+
+    request = urllib.request.Request(
+        f"http://{settings.bind_host}:{settings.gateway_port}{path}",
+        data=json.dumps(body).encode() if body is not None else None,
+        headers={"Content-Type": "application/json", "X-API-Key": key},
+    )
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return json.loads(response.read())
+
+
+def monitor_demo(settings: Settings, project: str, airflow: str, env: dict[str, str], requests: int = 200) -> int:
+    """Shifted traffic with feedback through the gateway, then the monitor DAG; print what it found."""
+    import numpy as np
+
+    from mlops.serving.api_keys import ensure_api_key
+    from mlops.serving.footprint import example_inputs
+    from mlops.tracking.client import configure
+
+    key = ensure_api_key(settings)
+    model = next(m for m in _gateway_json(settings, "/v1/models", key)["models"] if m["name"] == project)
+    rng = np.random.default_rng(0)
+    print(f"== sending {requests} predictions with inputs shifted by +2 (feedback: random labels) through the gateway", flush=True)
+    for _ in range(requests):
+        inputs = {
+            name: (array + 2.0 + rng.standard_normal(array.shape)).astype(array.dtype).tolist()
+            for name, array in example_inputs(model["signature"], 1).items()
+        }
+        answer = _gateway_json(settings, f"/v1/projects/{project}/models/latest/predict", key, {"inputs": inputs})
+        probabilities = answer["outputs"].get("probabilities")
+        if probabilities is not None and answer.get("request_id"):  # ground truth of a world the model no longer fits
+            truth = rng.integers(0, len(probabilities[0]), len(probabilities)).tolist()
+            _gateway_json(settings, f"/v1/projects/{project}/feedback", key, {"request_id": answer["request_id"], "labels": truth})
+    time.sleep(6)  # the capture writer flushes every 5 s
+    dag_id = f"{project}__monitor"
+    print(f"== airflow dags test {dag_id}", flush=True)
+    done = subprocess.run([airflow, "dags", "test", dag_id], env=env)
+    if done.returncode != 0:
+        print(f"the monitor run of {project} failed (exit {done.returncode}); the task logs are above", file=sys.stderr)
+        return done.returncode
+    import mlflow
+
+    configure(settings)
+    (run,) = mlflow.search_runs(
+        experiment_names=[project], filter_string="tags.`mlops.kind` = 'monitoring'",
+        order_by=["start_time DESC"], max_results=1, output_format="list",
+    )
+    tags, metrics = run.data.tags, run.data.metrics
+    print(f"\n== {project}: monitoring")
+    print(f"Drift                 {tags.get('mlops.drift_status')}, share of drifted columns {metrics.get('drift_share', float('nan')):.2f}")
+    if "serving_accuracy" in metrics:
+        print(f"Accuracy (feedback)   {metrics['serving_accuracy']:.3f}")
+    print(f"Serving performance   {tags.get('mlops.performance_status')}")
+    print(f"Retraining requested  {tags.get('mlops.retrain_requested')} (the lifecycle runs on the retrain asset under `mlops up`)")
+    print(f"Report                MLflow run {run.info.run_id} (monitoring_report.json); drift HTML under "
+          f"{settings.home / 'monitoring' / 'reports' / project}")
     return 0
