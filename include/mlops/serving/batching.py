@@ -73,15 +73,23 @@ class MicroBatcher:
     """Queue in front of one model; `await submit(arrays)` gives that request's outputs.
 
     `run_batch(list_of_requests)` is awaited for each batch (it runs the model call off the
-    event loop); one batch at a time per model.
+    event loop). `max_concurrent` batches run at once: 1 for a model on this process's single
+    MLX thread; for a deployment, enough to keep every replica at its autoscaling target (so
+    the aggregate load still shows Ray Serve when to scale).
     """
 
     def __init__(
-        self, run_batch: Callable[[list[Arrays]], Awaitable[list[Arrays]]], max_batch_size: int, wait_s: float
+        self,
+        run_batch: Callable[[list[Arrays]], Awaitable[list[Arrays]]],
+        max_batch_size: int,
+        wait_s: float,
+        max_concurrent: int = 1,
     ):
         self.run_batch = run_batch
         self.max_batch_size = max_batch_size
         self.wait_s = wait_s
+        self.max_concurrent = max(1, max_concurrent)
+        self.running: set[asyncio.Task] = set()
         self.queue: asyncio.Queue[tuple[Arrays, asyncio.Future]] = asyncio.Queue()
         self.worker: asyncio.Task | None = None
         self.batches = 0
@@ -114,24 +122,33 @@ class MicroBatcher:
         return batch
 
     async def _work(self) -> None:
+        slots = asyncio.Semaphore(self.max_concurrent)
         while True:
+            await slots.acquire()  # with one slot, the next batch gathers while this one runs
             batch = await self._next_batch()
             self.batches += 1
             self.requests += len(batch)
-            try:
-                outputs = await self.run_batch([arrays for arrays, _ in batch])
-            except Exception as exc:  # every waiting request gets the error, the worker goes on
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(exc)
-                continue
-            for (_, future), result in zip(batch, outputs):
+            task = asyncio.get_running_loop().create_task(self._run(batch))
+            self.running.add(task)
+            task.add_done_callback(lambda t: (self.running.discard(t), slots.release()))
+
+    async def _run(self, batch: list[tuple[Arrays, asyncio.Future]]) -> None:
+        try:
+            outputs = await self.run_batch([arrays for arrays, _ in batch])
+        except Exception as exc:  # every waiting request gets the error, the worker goes on
+            for _, future in batch:
                 if not future.done():
-                    future.set_result(result)
+                    future.set_exception(exc)
+            return
+        for (_, future), result in zip(batch, outputs):
+            if not future.done():
+                future.set_result(result)
 
     def close(self) -> None:
         if self.worker is not None:
             self.worker.cancel()
+        for task in list(self.running):
+            task.cancel()
 
 
 def as_arrays(inputs: dict[str, Any], signature: dict[str, Any]) -> Arrays:

@@ -53,9 +53,16 @@ class ReplicaPlan:
     memory_bytes: int
     budget_bytes: int
     others_bytes: int
+    target_ongoing_requests: float = 2.0
 
-    def as_dict(self) -> dict[str, int]:
-        return {"min": self.min_replicas, "max": self.max_replicas, "memory_bytes": self.memory_bytes}
+    def as_dict(self) -> dict[str, float]:
+        """What the route carries: the gateway keeps max x target requests in flight to the deployment."""
+        return {
+            "min": self.min_replicas,
+            "max": self.max_replicas,
+            "memory_bytes": self.memory_bytes,
+            "target_ongoing_requests": self.target_ongoing_requests,
+        }
 
 
 def plan_replicas(
@@ -73,7 +80,10 @@ def plan_replicas(
             f"the serving memory budget of {budget_bytes / gib:.2f} GiB (other projects hold {taken}). "
             "Raise MLOPS_SERVING_MEMORY_GB, lower min_replicas, or undeploy a project."
         )
-    return ReplicaPlan(serving.min_replicas, min(serving.max_replicas, fit), memory_bytes, budget_bytes, others_bytes)
+    return ReplicaPlan(
+        serving.min_replicas, min(serving.max_replicas, fit), memory_bytes, budget_bytes, others_bytes,
+        serving.target_ongoing_requests,
+    )
 
 
 def _http_json(url: str, body: bytes | None = None, headers: dict[str, str] | None = None, timeout: float = 30) -> Any:
@@ -204,7 +214,7 @@ def deploy_version(settings: Settings, project: str, serving: ServingConfig, ver
                 "target_ongoing_requests": serving.target_ongoing_requests,
                 "upscale_delay_s": serving.upscale_delay_s,
                 "downscale_delay_s": serving.downscale_delay_s,
-                "look_back_period_s": 5.0,
+                "look_back_period_s": 12.0,  # above Serve's 10 s metrics push interval
             },
             ray_actor_options={"num_cpus": serving.cpus_per_replica, "memory": plan.memory_bytes},
         )

@@ -436,7 +436,11 @@ class Gateway:
                 async def run_batch(requests: list[dict[str, np.ndarray]]) -> list[dict[str, Any]]:
                     return await predict_many_async(post, requests)
 
-                batcher = self.route_batchers[url] = MicroBatcher(run_batch, self.max_batch_size, self.batch_wait_s)
+                replicas = route.replicas or {}
+                concurrent = math.ceil(replicas.get("max", 1) * replicas.get("target_ongoing_requests", 2))
+                batcher = self.route_batchers[url] = MicroBatcher(
+                    run_batch, self.max_batch_size, self.batch_wait_s, max_concurrent=min(64, concurrent)
+                )
             return await batcher.submit(arrays)
         finally:
             self.inflight[url] -= 1
