@@ -54,14 +54,17 @@ class ReplicaPlan:
     budget_bytes: int
     others_bytes: int
     target_ongoing_requests: float = 2.0
+    max_batch_size: int = 32
 
     def as_dict(self) -> dict[str, float]:
-        """What the route carries: the gateway keeps max x target requests in flight to the deployment."""
+        """What the route carries: the gateway keeps max x target requests of up to max_batch_size rows
+        in flight to the deployment."""
         return {
             "min": self.min_replicas,
             "max": self.max_replicas,
             "memory_bytes": self.memory_bytes,
             "target_ongoing_requests": self.target_ongoing_requests,
+            "max_batch_size": self.max_batch_size,
         }
 
 
@@ -82,7 +85,7 @@ def plan_replicas(
         )
     return ReplicaPlan(
         serving.min_replicas, min(serving.max_replicas, fit), memory_bytes, budget_bytes, others_bytes,
-        serving.target_ongoing_requests,
+        serving.target_ongoing_requests, serving.max_batch_size,
     )
 
 

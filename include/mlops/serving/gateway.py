@@ -438,8 +438,9 @@ class Gateway:
 
                 replicas = route.replicas or {}
                 concurrent = math.ceil(replicas.get("max", 1) * replicas.get("target_ongoing_requests", 2))
+                rows = min(self.max_batch_size, int(replicas.get("max_batch_size", self.max_batch_size)))
                 batcher = self.route_batchers[url] = MicroBatcher(
-                    run_batch, self.max_batch_size, self.batch_wait_s, max_concurrent=min(64, concurrent)
+                    run_batch, rows, self.batch_wait_s, max_concurrent=min(64, concurrent)
                 )
             return await batcher.submit(arrays)
         finally:
