@@ -422,7 +422,7 @@ class Gateway:
         url = route.url
         self.inflight[url] = self.inflight.get(url, 0) + 1
         try:
-            if not self.batching:
+            if not self.batching or int((route.replicas or {}).get("max_batch_size", 2)) <= 1:
                 return await self.forward(route, body or json_module.dumps({"inputs": {k: v.tolist() for k, v in arrays.items()}}).encode())
             batcher = self.route_batchers.get(url)
             if batcher is None:
