@@ -1,9 +1,12 @@
-"""No manual step from a better model to serving: the lifecycle's asset event schedules the deploy DAG.
+"""No manual step from a better model to serving, nor from drift back to training: the chain of assets.
 
 Real scheduler, dag-processor and api-server (LocalExecutor), a real Ray head and the gateway:
 a triggered lifecycle run registers and builds version 1; its `build` task publishes the
 project's model asset; the scheduler starts `<project>__deploy` on that event by itself; the
-deploy task brings v1 up on Ray Serve and switches the gateway, which then serves it.
+deploy task brings v1 up on Ray Serve and switches the gateway, which then serves it. Then the
+gateway serves (and captures) traffic shifted away from the training data; a monitor run finds
+the drift and publishes the retrain asset; the scheduler starts the lifecycle on it, and that
+run's MLflow training run says why.
 """
 
 from __future__ import annotations
@@ -20,7 +23,11 @@ from mlops_testing import airflow_cluster, free_port, ray_head, sqlite_rows, tin
 from mlops.settings import Settings
 
 PROJECT = "svc_served"
-YAML = tiny_project(PROJECT, "serving:\n  enabled: true\n  min_replicas: 1\n  max_replicas: 1\n")
+YAML = tiny_project(
+    PROJECT,
+    "serving:\n  enabled: true\n  min_replicas: 1\n  max_replicas: 1\n"
+    "monitoring:\n  enabled: true\n  schedule: null\n  min_rows: 50\n",
+)
 
 
 def _runs(db: Path, dag_id: str) -> list[tuple[str, str]]:
@@ -81,6 +88,42 @@ def test_a_registered_model_is_deployed_by_the_asset_it_publishes(tmp_path: Path
             assert body["version"] == 1 and len(body["outputs"]["label"]) == 1
             routes = json.loads((settings.home / "serving" / "routes.json").read_text())["routes"]
             assert routes[PROJECT]["version"] == 1 and routes[PROJECT]["backend"] == "ray"
+
+            # Drifted traffic, captured by the gateway; the monitor asks for retraining, the scheduler obliges.
+            for i in range(80):
+                shifted = [[3.0 + 0.01 * ((i * 7 + j) % 13) for j in range(32)]]
+                request = urllib.request.Request(
+                    f"http://127.0.0.1:{settings.gateway_port}/v1/projects/{PROJECT}/models/latest/predict",
+                    data=json.dumps({"inputs": {"x": shifted}}).encode(),
+                    headers={"Content-Type": "application/json", "X-API-Key": key},
+                )
+                urllib.request.urlopen(request, timeout=60).read()
+            wait_for(
+                lambda: list((settings.home / "monitoring" / "predictions" / f"project={PROJECT}").rglob("*.parquet")),
+                30, "the captured predictions to reach Parquet", interval=1,
+            )
+            subprocess.run([airflow, "dags", "trigger", f"{PROJECT}__monitor"], env=env, check=True, stdout=subprocess.DEVNULL)
+            wait_for(
+                lambda: any(s in ("success", "failed") for _, s in _runs(db, f"{PROJECT}__monitor")),
+                300, "the monitor run", interval=2,
+            )
+            assert _runs(db, f"{PROJECT}__monitor") == [("manual", "success")]
+            wait_for(
+                lambda: len(_runs(db, f"{PROJECT}__lifecycle")) == 2 and _runs(db, f"{PROJECT}__lifecycle")[1][1] in ("success", "failed"),
+                420, "the asset-triggered retraining run", interval=2,
+            )
+            assert _runs(db, f"{PROJECT}__lifecycle")[1] == ("asset_triggered", "success")
+            import mlflow
+
+            from mlops.tracking.client import configure
+
+            configure(settings)
+            trainings = [  # monitoring and drift runs share the experiment; training runs carry the data version
+                r for r in mlflow.search_runs(experiment_names=[PROJECT], order_by=["start_time DESC"], output_format="list")
+                if "mlops.data_version" in r.data.tags
+            ]
+            assert len(trainings) == 2 and "mlops.retrain_reason" not in trainings[1].data.tags
+            assert trainings[0].data.tags["mlops.retrain_reason"].startswith("data drift:"), trainings[0].data.tags
         finally:
             server.should_exit = True
             time.sleep(0.3)

@@ -125,7 +125,7 @@ class MonitoringConfig(Section):
     """The `<project>__monitor` DAG: drift of served inputs, accuracy from feedback, serving performance."""
 
     enabled: bool = False
-    schedule: str = Field("@daily", description="How often the checks run (cron or preset).")
+    schedule: str | None = Field("@daily", description="How often the checks run (cron or preset); null: by hand only.")
     window_hours: float = Field(24.0, gt=0, le=24 * 366, description="Served predictions of the last N hours.")
     min_rows: int = Field(100, ge=1, description="Fewer rows in the window: 'insufficient data', no verdict.")
     max_rows: int = Field(100_000, ge=100, description="Larger windows are sampled (seeded) to this many rows.")
