@@ -133,25 +133,40 @@ def build_lifecycle_dag(config: ProjectConfig, source: Path) -> DAG:
     return dag
 
 
-def build_deploy_dag(config: ProjectConfig, source: Path) -> DAG:
-    """`<project>__deploy`: runs on every event of the project's model asset (or by hand, with a version)."""
-    from airflow.sdk import DAG, Asset, Param
+def _companion_dag(config: ProjectConfig, source: Path, kind: str, description: str, schedule, doc: str, **kwargs) -> DAG:
+    """A project's DAG beside its lifecycle (`<project>__<kind>`): same owner, retries, tags, no catch-up."""
+    from airflow.sdk import DAG
 
-    from mlops.lifecycle import deploy_dag_id, deploy_plan, model_asset_uri
-    from operators.deploy import RayServeDeployOperator
-
-    (step,) = deploy_plan(config)
-    with DAG(
-        dag_id=deploy_dag_id(config.name),
-        description=f"Deploy {config.name}'s new model versions with zero downtime"[:200],
-        schedule=[Asset(name=f"{config.name}__model", uri=model_asset_uri(config.name))],
+    return DAG(
+        dag_id=f"{config.name}__{kind}",
+        description=description[:200],
+        schedule=schedule,
         start_date=START_DATE,
         catchup=False,
         max_active_runs=1,
-        tags=[config.name, "mlops", "serving", *config.tags],
+        tags=[config.name, "mlops", kind, *config.tags],
         auto_register=False,
-        doc_md=f"# {config.name}: deploy\n\nDefined in `{source}`.\n\n1. **deploy**: {step.doc}",
+        doc_md=f"# {config.name}: {kind}\n\nDefined in `{source}`.\n\n{doc}",
         default_args=_default_args(config),
+        **kwargs,
+    )
+
+
+def build_deploy_dag(config: ProjectConfig, source: Path) -> DAG:
+    """`<project>__deploy`: runs on every event of the project's model asset (or by hand, with a version)."""
+    from airflow.sdk import Asset, Param
+
+    from mlops.lifecycle import deploy_plan, model_asset_uri
+    from operators.deploy import RayServeDeployOperator
+
+    (step,) = deploy_plan(config)
+    with _companion_dag(
+        config,
+        source,
+        "deploy",
+        f"Deploy {config.name}'s new model versions with zero downtime",
+        [Asset(name=f"{config.name}__model", uri=model_asset_uri(config.name))],
+        f"1. **deploy**: {step.doc}",
         params={
             "version": Param(
                 None, type=["null", "integer"], description="Model version to deploy; empty = the triggering one."
@@ -170,9 +185,9 @@ def build_deploy_dag(config: ProjectConfig, source: Path) -> DAG:
 
 def build_monitor_dag(config: ProjectConfig, source: Path) -> DAG:
     """`<project>__monitor`: drift, accuracy and performance on the monitoring schedule; retrain and alert."""
-    from airflow.sdk import DAG, Asset
+    from airflow.sdk import Asset
 
-    from mlops.lifecycle import monitor_dag_id, monitor_plan, retrain_asset_uri
+    from mlops.lifecycle import monitor_plan, retrain_asset_uri
     from operators.monitoring import (
         DriftCheckOperator,
         MonitoringReportOperator,
@@ -185,17 +200,9 @@ def build_monitor_dag(config: ProjectConfig, source: Path) -> DAG:
     steps = {s.name: s for s in monitor_plan(config)}
     project = config.model_dump(mode="json")
     doc = "\n".join(f"{i}. **{s.name}**: {s.doc}" for i, s in enumerate(steps.values(), 1))
-    with DAG(
-        dag_id=monitor_dag_id(config.name),
-        description=f"Monitor {config.name}: drift, accuracy, serving performance"[:200],
-        schedule=config.monitoring.schedule,
-        start_date=START_DATE,
-        catchup=False,
-        max_active_runs=1,
-        tags=[config.name, "mlops", "monitoring", *config.tags],
-        auto_register=False,
-        doc_md=f"# {config.name}: monitor\n\nDefined in `{source}`.\n\n{doc}",
-        default_args=_default_args(config),
+    with _companion_dag(
+        config, source, "monitor", f"Monitor {config.name}: drift, accuracy, serving performance",
+        config.monitoring.schedule, doc,
     ) as dag:
         def common(name: str) -> dict:
             return {"task_id": name, "project": project, "doc_md": steps[name].doc}

@@ -122,8 +122,8 @@ class MonitoringReportOperator(ProjectOperator):
         return report
 
 
-class RetrainRequestOperator(ProjectOperator):
-    """Publishes the retrain asset (with the reason) when the report asks for it; skipped otherwise."""
+class _ActsOnReport(ProjectOperator):
+    """Base of the steps after `report`: `report` is its XCom (usually `report.output`)."""
 
     template_fields: Sequence[str] = ("report",)
     ui_color = "#f4cccc"
@@ -131,6 +131,10 @@ class RetrainRequestOperator(ProjectOperator):
     def __init__(self, *, report: Any, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.report = report
+
+
+class RetrainRequestOperator(_ActsOnReport):
+    """Publishes the retrain asset (with the reason) when the report asks for it; skipped otherwise."""
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow.sdk.exceptions import AirflowSkipException
@@ -145,20 +149,13 @@ class RetrainRequestOperator(ProjectOperator):
         return extra
 
 
-class WebhookAlertOperator(ProjectOperator):
+class WebhookAlertOperator(_ActsOnReport):
     """Posts the report's alert to every configured HTTP connection; keeps what could not be sent.
 
     The alert goes to the outbox first; then every pending alert (this one and earlier failures)
     is posted with Airflow's HttpHook. Any failure fails the task after the others were tried, so
     Airflow retries it; the outbox keeps the alert until a send succeeds.
     """
-
-    template_fields: Sequence[str] = ("report",)
-    ui_color = "#f4cccc"
-
-    def __init__(self, *, report: Any, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.report = report
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow.providers.http.hooks.http import HttpHook

@@ -39,10 +39,6 @@ def retrain_asset_uri(project: str) -> str:
     return f"mlops://retrain/{project}"
 
 
-def monitor_dag_id(project: str) -> str:
-    return f"{project}__monitor"
-
-
 def monitor_plan(config: ProjectConfig) -> list[Step]:
     """The steps of `<project>__monitor` (empty when monitoring is disabled: no monitor DAG)."""
     if not config.monitoring.enabled:

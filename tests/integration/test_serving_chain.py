@@ -34,6 +34,20 @@ def _runs(db: Path, dag_id: str) -> list[tuple[str, str]]:
     return sqlite_rows(db, "select run_type, state from dag_run where dag_id = ? order by id", dag_id)
 
 
+def _finished_runs(db: Path, dag: str, count: int, timeout: float) -> list[tuple[str, str]]:
+    """(run type, state) of the DAG's runs once `count` of them exist and the last one has finished."""
+    def done() -> bool:
+        runs = _runs(db, f"{PROJECT}__{dag}")
+        return len(runs) >= count and runs[-1][1] in ("success", "failed")
+
+    wait_for(done, timeout, f"run {count} of {PROJECT}__{dag} to finish", interval=2)
+    return _runs(db, f"{PROJECT}__{dag}")
+
+
+def _trigger(env: dict, airflow: str, dag: str) -> None:
+    subprocess.run([airflow, "dags", "trigger", f"{PROJECT}__{dag}"], env=env, check=True, stdout=subprocess.DEVNULL)
+
+
 def test_a_registered_model_is_deployed_by_the_asset_it_publishes(tmp_path: Path):
     import uvicorn
 
@@ -62,18 +76,10 @@ def test_a_registered_model_is_deployed_by_the_asset_it_publishes(tmp_path: Path
                 <= {r[0] for r in sqlite_rows(db, "select dag_id from dag where is_stale = 0")},
                 180, "both DAGs to be parsed",
             )
-            subprocess.run([airflow, "dags", "trigger", f"{PROJECT}__lifecycle"], env=env, check=True, stdout=subprocess.DEVNULL)
-            wait_for(
-                lambda: any(s in ("success", "failed") for _, s in _runs(db, f"{PROJECT}__lifecycle")),
-                420, "the lifecycle run", interval=2,
-            )
-            assert _runs(db, f"{PROJECT}__lifecycle") == [("manual", "success")]
+            _trigger(env, airflow, "lifecycle")
+            assert _finished_runs(db, "lifecycle", 1, 420) == [("manual", "success")]
             # Nobody triggers the deploy DAG: the scheduler starts it on the asset event.
-            wait_for(
-                lambda: any(s in ("success", "failed") for _, s in _runs(db, f"{PROJECT}__deploy")),
-                300, "the asset-triggered deploy run", interval=2,
-            )
-            deploy_runs = _runs(db, f"{PROJECT}__deploy")
+            deploy_runs = _finished_runs(db, "deploy", 1, 300)
             assert deploy_runs == [("asset_triggered", "success")], (
                 deploy_runs, (tmp_path / "logs" / "scheduler.log").read_text()[-3000:]
             )
@@ -102,17 +108,10 @@ def test_a_registered_model_is_deployed_by_the_asset_it_publishes(tmp_path: Path
                 lambda: list((settings.home / "monitoring" / "predictions" / f"project={PROJECT}").rglob("*.parquet")),
                 30, "the captured predictions to reach Parquet", interval=1,
             )
-            subprocess.run([airflow, "dags", "trigger", f"{PROJECT}__monitor"], env=env, check=True, stdout=subprocess.DEVNULL)
-            wait_for(
-                lambda: any(s in ("success", "failed") for _, s in _runs(db, f"{PROJECT}__monitor")),
-                300, "the monitor run", interval=2,
-            )
-            assert _runs(db, f"{PROJECT}__monitor") == [("manual", "success")]
-            wait_for(
-                lambda: len(_runs(db, f"{PROJECT}__lifecycle")) == 2 and _runs(db, f"{PROJECT}__lifecycle")[1][1] in ("success", "failed"),
-                420, "the asset-triggered retraining run", interval=2,
-            )
-            assert _runs(db, f"{PROJECT}__lifecycle")[1] == ("asset_triggered", "success")
+            _trigger(env, airflow, "monitor")
+            assert _finished_runs(db, "monitor", 1, 300) == [("manual", "success")]
+            # Nobody triggers the retraining either: the retrain asset does.
+            assert _finished_runs(db, "lifecycle", 2, 420)[1] == ("asset_triggered", "success")
             import mlflow
 
             from mlops.tracking.client import configure
