@@ -40,8 +40,30 @@ def _finished_runs(db: Path, dag: str, count: int, timeout: float) -> list[tuple
         runs = _runs(db, f"{PROJECT}__{dag}")
         return len(runs) >= count and runs[-1][1] in ("success", "failed")
 
-    wait_for(done, timeout, f"run {count} of {PROJECT}__{dag} to finish", interval=2)
+    try:
+        wait_for(done, timeout, f"run {count} of {PROJECT}__{dag} to finish", interval=2)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{_state(db)}") from None
     return _runs(db, f"{PROJECT}__{dag}")
+
+
+def _state(db: Path) -> str:
+    """Every run, task and asset event, and the scheduler log's tail: what a timeout needs to be explained."""
+    runs = sqlite_rows(db, "select dag_id, run_id, run_type, state, start_date, end_date from dag_run order by id")
+    tasks = sqlite_rows(db, "select dag_id, run_id, task_id, state, try_number, start_date, end_date from task_instance")
+    events = sqlite_rows(db, "select asset_id, source_dag_id, source_run_id, timestamp from asset_event order by id")
+    queued = sqlite_rows(db, "select * from asset_dag_run_queue")
+    log = db.parent.parent.parent / "logs" / "scheduler.log"
+    tail = log.read_text(errors="replace")[-4000:] if log.exists() else "(no scheduler log)"
+    lines = ["runs:", *map(str, runs), "tasks:", *map(str, tasks), "asset events:", *map(str, events),
+             "asset queue:", *map(str, queued), "scheduler log tail:", tail]
+    return "\n".join(lines)
+
+
+def _captured_rows(folder: Path) -> int:
+    import pyarrow.parquet as pq
+
+    return sum(pq.ParquetFile(f).metadata.num_rows for f in folder.rglob("*.parquet") if not f.name.startswith("."))
 
 
 def _trigger(env: dict, airflow: str, dag: str) -> None:
@@ -104,12 +126,15 @@ def test_a_registered_model_is_deployed_by_the_asset_it_publishes(tmp_path: Path
                     headers={"Content-Type": "application/json", "X-API-Key": key},
                 )
                 urllib.request.urlopen(request, timeout=60).read()
+            # All 81 rows, not merely the first flush: a window under min_rows would give no verdict.
             wait_for(
-                lambda: list((settings.home / "monitoring" / "predictions" / f"project={PROJECT}").rglob("*.parquet")),
-                30, "the captured predictions to reach Parquet", interval=1,
+                lambda: _captured_rows(settings.home / "monitoring" / "predictions" / f"project={PROJECT}") >= 81,
+                60, "all captured predictions to reach Parquet", interval=1,
             )
             _trigger(env, airflow, "monitor")
             assert _finished_runs(db, "monitor", 1, 300) == [("manual", "success")]
+            retrain = sqlite_rows(db, "select state from task_instance where dag_id = ? and task_id = 'request_retrain'", f"{PROJECT}__monitor")
+            assert retrain == [("success",)], (retrain, _state(db))
             # Nobody triggers the retraining either: the retrain asset does.
             assert _finished_runs(db, "lifecycle", 2, 420)[1] == ("asset_triggered", "success")
             import mlflow

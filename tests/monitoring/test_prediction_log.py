@@ -112,6 +112,27 @@ def test_versions_with_other_inputs_share_a_project_and_readers_fill_nulls(setti
     assert read_predictions(settings, "p", since=datetime.fromtimestamp(now - 60, UTC), columns=["in.x_2", "nope"]).shape == (4, 2)
 
 
+@pytest.mark.parametrize("rows", [[1, 1, 1, 1], [3, 1, 2, 1]], ids=["one-row requests", "batches"])
+def test_the_joined_fast_path_writes_what_the_per_shape_path_writes(rows):
+    """A flush of same-shaped records joins each array once; the table is the general path's, cell for cell."""
+    from mlops.monitoring.prediction_log import PREDICTIONS, Record, _prediction_table_by_shape, prediction_table
+
+    rng = np.random.default_rng(3)
+    records = [
+        Record(PREDICTIONS, "p", 1_700_000_000.25 + i, n, (f"{i:032x}", 1 + i % 2, "mlx", "cpu", "nominal", 0.5 * i,
+                                                            {"x": rng.standard_normal((n, 5)).astype(np.float32)}, _mlp_outputs(n, i)))
+        for i, n in enumerate(rows)
+    ]
+    fast = prediction_table(records)
+    general = _prediction_table_by_shape(records)
+    assert fast.equals(general.select(fast.column_names)) and fast.num_rows == sum(rows)
+    assert fast.column("row").to_pylist() == [r for n in rows for r in range(n)]
+    assert fast.column("batch_rows").to_pylist() == [n for n in rows for _ in range(n)]
+    # one record not like the others (a list, as a client may send) takes the general path, still one table
+    records[1] = records[1]._replace(payload=records[1].payload[:6] + ({"x": records[1].payload[6]["x"].tolist()}, records[1].payload[7]))
+    assert prediction_table(records).column("in.x_4").to_pylist() == fast.column("in.x_4").to_pylist()
+
+
 def test_a_failing_write_keeps_the_rows_and_writes_them_once_fixed(settings, caplog):
     writer = _writer(settings)
     root = log_root(settings)

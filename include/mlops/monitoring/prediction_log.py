@@ -48,6 +48,7 @@ PREDICTIONS, FEEDBACK = "predictions", "feedback"
 PREDICTION_COLUMNS = ("request_id", "row", "ts", "version", "backend", "device", "thermal_state", "latency_ms", "batch_rows")
 FEEDBACK_COLUMNS = ("request_id", "row", "label", "ts")
 DEFAULT_LABEL_COLUMN = "out.label"
+DICTIONARY_COLUMNS = ("backend", "device", "thermal_state")
 ROW_GROUP_ROWS = 16_384  # files are read one row group at a time: this bounds a reader's memory
 
 
@@ -237,7 +238,9 @@ class PredictionLogWriter:
         name = f"part-{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}-{uuid.uuid4().hex[:8]}.parquet"
         staging = folder / f".{name}"
         try:
-            pq.write_table(table, staging, row_group_size=ROW_GROUP_ROWS)
+            # Dictionary encoding only where values repeat: on float features it costs 3x the write.
+            dictionary = [name for name in DICTIONARY_COLUMNS if name in table.column_names]
+            pq.write_table(table, staging, row_group_size=ROW_GROUP_ROWS, use_dictionary=dictionary)
             staging.replace(folder / name)
         finally:
             staging.unlink(missing_ok=True)
@@ -259,27 +262,34 @@ class PredictionLogWriter:
             return {"counts": dict(self.counts), "buffered_rows": self._buffered_rows}
 
 
-def _repeated(values: Any, rows: np.ndarray, kind: str) -> pa.Array:
+def _repeated(values: Any, rows: np.ndarray | None, kind: str) -> pa.Array:
     """One value per record -> one per row (each record's value repeated for its rows).
 
+    `rows`: rows per record, or None when every record has one row (no repeat needed).
     `kind`: "string", "int32", "int64", "float64" or "timestamp" (epoch seconds -> us, UTC).
     """
     import numpy as np
     import pyarrow as pa
 
     if kind == "timestamp":
-        micros = np.round(np.repeat(np.asarray(values, dtype=np.float64), rows) * 1e6).astype(np.int64)
-        return pa.array(micros, pa.timestamp("us", tz="UTC"))
-    return pa.array(np.repeat(np.asarray(values, dtype=object if kind == "string" else kind), rows), pa.type_for_alias(kind))
+        micros = np.round(np.asarray(values, dtype=np.float64) * 1e6).astype(np.int64)
+        array = pa.array(micros, pa.timestamp("us", tz="UTC"))
+    else:
+        array = pa.array(values if kind == "string" else np.asarray(values, dtype=kind), pa.type_for_alias(kind))
+    if rows is None:
+        return array
+    return array.take(pa.array(np.repeat(np.arange(len(rows)), rows)))
 
 
-def _row_numbers(rows: np.ndarray) -> pa.Array:
-    """0..n-1 for each record's n rows, as one int32 array."""
+def _row_numbers(rows: np.ndarray | None, total: int) -> pa.Array:
+    """0..n-1 for each record's n rows, as one int32 array (all zeros when every record has one row)."""
     import numpy as np
     import pyarrow as pa
 
+    if rows is None:
+        return pa.array(np.zeros(total, dtype=np.int32), pa.int32())
     starts = np.repeat(np.cumsum(rows) - rows, rows)
-    return pa.array((np.arange(int(rows.sum())) - starts).astype(np.int32), pa.int32())
+    return pa.array((np.arange(total) - starts).astype(np.int32), pa.int32())
 
 
 def _row_arrays(mapping: dict[str, Any], rows: int) -> dict[str, np.ndarray]:
@@ -295,12 +305,81 @@ def _row_arrays(mapping: dict[str, Any], rows: int) -> dict[str, np.ndarray]:
     return {name: array for name, array in arrays.items() if loggable(array)}
 
 
+def _joined_uniform(payloads: list[tuple], rows: list[int], position: int) -> dict[str, np.ndarray] | None:
+    """Each name's arrays of all records joined, when every record has the same names and loggable arrays.
+
+    The fast path of a flush: one `np.concatenate` per name instead of work per record. None when
+    any record differs (other names, a list or scalar instead of an array, other row counts or
+    trailing shapes): the caller then takes the general path, which groups records by shape.
+    """
+    import numpy as np
+
+    names = list(payloads[0][position])
+    if any(len(p[position]) != len(names) for p in payloads):
+        return None
+    joined = {}
+    for name in names:
+        try:
+            parts = [p[position][name] for p in payloads]
+        except KeyError:
+            return None
+        try:  # C-level checks (map), not a Python loop: every part an array with its record's rows
+            if set(map(type, parts)) != {np.ndarray} or list(map(len, parts)) != rows:
+                return None
+            array = np.concatenate(parts)
+        except (TypeError, ValueError):  # a 0-d array; trailing shapes differ
+            return None
+        if array.dtype.kind not in "biuf":
+            return None
+        joined[name] = array
+    return joined
+
+
 def prediction_table(records: list[Record]) -> pa.Table:
     """One Arrow table of prediction records; records of the same array shapes are flattened together."""
+    payloads = [r.payload for r in records]
+    rows = [r.rows for r in records]
+    inputs = _joined_uniform(payloads, rows, 6)
+    outputs = _joined_uniform(payloads, rows, 7) if inputs is not None else None
+    if inputs is not None and outputs is not None:
+        table = _prediction_columns(records, payloads, rows, inputs, outputs)
+    else:
+        table = _prediction_table_by_shape(records)
+    return table.select(_ordered(table.column_names, PREDICTION_COLUMNS))
+
+
+def _prediction_columns(
+    records: list[Record], payloads: list[tuple], rows: list[int], inputs: dict[str, np.ndarray], outputs: dict[str, np.ndarray]
+) -> pa.Table:
+    """The table of records whose arrays are already joined per name (one shape for all)."""
     import numpy as np
     import pyarrow as pa
 
     from mlops.monitoring import features
+
+    total = sum(rows)
+    counts = None if total == len(rows) else np.asarray(rows)
+    request_id, version, backend, device, thermal_state, latency_ms = zip(*(p[:6] for p in payloads))
+    columns: dict[str, Any] = {
+        "request_id": _repeated(request_id, counts, "string"),
+        "row": _row_numbers(counts, total),
+        "ts": _repeated([r.ts for r in records], counts, "timestamp"),
+        "version": _repeated(version, counts, "int64"),
+        "backend": _repeated(backend, counts, "string"),
+        "device": _repeated(device, counts, "string"),
+        "thermal_state": _repeated(thermal_state, counts, "string"),
+        "latency_ms": _repeated(latency_ms, counts, "float64"),
+        "batch_rows": _repeated(rows, counts, "int32"),
+    }
+    for prefix, joined in (("in", inputs), ("out", outputs)):
+        for name, values in features.prefixed(prefix, features.flatten(joined)).items():
+            columns[name] = pa.array(values, pa.float64())
+    return pa.table(columns)
+
+
+def _prediction_table_by_shape(records: list[Record]) -> pa.Table:
+    """The general path: records grouped by their arrays' names and shapes, one table per group."""
+    import pyarrow as pa
 
     shaped: dict[tuple, list[tuple[Record, dict, dict]]] = {}
     for record in records:
@@ -309,27 +388,13 @@ def prediction_table(records: list[Record]) -> pa.Table:
         shaped.setdefault(key, []).append((record, inputs, outputs))
     tables = []
     for members in shaped.values():
-        rows = np.array([r.rows for r, _, _ in members])
-        request_id, version, backend, device, thermal_state, latency_ms = zip(*(r.payload[:6] for r, _, _ in members))
-        columns: dict[str, Any] = {
-            "request_id": _repeated(request_id, rows, "string"),
-            "row": _row_numbers(rows),
-            "ts": _repeated([r.ts for r, _, _ in members], rows, "timestamp"),
-            "version": _repeated(version, rows, "int64"),
-            "backend": _repeated(backend, rows, "string"),
-            "device": _repeated(device, rows, "string"),
-            "thermal_state": _repeated(thermal_state, rows, "string"),
-            "latency_ms": _repeated(latency_ms, rows, "float64"),
-            "batch_rows": _repeated(rows, rows, "int32"),
-        }
-        for prefix, position in (("in", 1), ("out", 2)):
-            names = members[0][position]
-            joined = {name: np.concatenate([m[position][name] for m in members]) for name in names}
-            for name, values in features.prefixed(prefix, features.flatten(joined)).items():
-                columns[name] = pa.array(values, pa.float64())
-        tables.append(pa.table(columns))
-    table = pa.concat_tables(tables, promote_options="default") if len(tables) > 1 else tables[0]
-    return table.select(_ordered(table.column_names, PREDICTION_COLUMNS))
+        group = [record for record, _, _ in members]
+        payloads = [r.payload for r in group]
+        rows = [r.rows for r in group]
+        inputs = _joined_uniform([(None,) * 6 + (i, o) for _, i, o in members], rows, 6)
+        outputs = _joined_uniform([(None,) * 6 + (i, o) for _, i, o in members], rows, 7)
+        tables.append(_prediction_columns(group, payloads, rows, inputs or {}, outputs or {}))
+    return pa.concat_tables(tables, promote_options="default") if len(tables) > 1 else tables[0]
 
 
 def _ordered(names: list[str], base_columns: tuple[str, ...]) -> list[str]:
@@ -342,13 +407,15 @@ def feedback_table(records: list[Record]) -> pa.Table:
     import numpy as np
     import pyarrow as pa
 
-    rows = np.array([r.rows for r in records])
+    rows = [r.rows for r in records]
+    total = sum(rows)
+    counts = None if total == len(rows) else np.asarray(rows)
     return pa.table(
         {
-            "request_id": _repeated([r.payload[0] for r in records], rows, "string"),
-            "row": _row_numbers(rows),
+            "request_id": _repeated([r.payload[0] for r in records], counts, "string"),
+            "row": _row_numbers(counts, total),
             "label": pa.array(np.concatenate([np.asarray(r.payload[1], dtype=np.float64) for r in records]), pa.float64()),
-            "ts": _repeated([r.ts for r in records], rows, "timestamp"),
+            "ts": _repeated([r.ts for r in records], counts, "timestamp"),
         }
     )
 

