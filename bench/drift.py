@@ -124,7 +124,12 @@ def run_case(rows: int, variant: str, repeat: int) -> dict:
 
 
 def measure(rows: int, variant: str, repeat: int, timeout: float) -> dict:
-    command = [sys.executable, __file__, "--case", f"{rows}:{variant}:{repeat}"]
+    return run_case_subprocess(__file__, f"{rows}:{variant}:{repeat}", timeout)
+
+
+def run_case_subprocess(script: str, case: str, timeout: float) -> dict:
+    """`script --case CASE` in a fresh interpreter: its last stdout line (JSON), or {"error": why}."""
+    command = [sys.executable, script, "--case", case]
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired:

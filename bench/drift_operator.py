@@ -14,6 +14,8 @@ task really does, end to end, on a real project:
   median of REPEAT runs (1 at 1M rows), with the time split into its steps.
 * `bare`: `Report([DataDriftPreset()]).run(current, reference)` on the same reference and the
   whole window (read before the clock starts, no sampling): Evidently alone on those rows.
+  `bare+html`: the same, and its HTML report saved to a file, the least a user keeps of a check
+  (the operator keeps the HTML, logs it to MLflow and adds the snapshot to Evidently's workspace).
 
 Each variant runs in its own fresh subprocess; memory is the peak RSS (VmHWM) of that process,
 reset after the warm-up. The operator's peak includes reading the window; bare's frames are in
@@ -29,7 +31,6 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -38,7 +39,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "include"), str(REPO), str(REPO / "bench")]
 
-from drift import _cpu, _status_kb  # noqa: E402 - bench/drift.py: the same clocks
+from drift import _cpu, _status_kb, run_case_subprocess  # noqa: E402 - bench/drift.py: the same clocks
 
 PROJECT = "bench_drift"
 FEATURES = 20
@@ -86,7 +87,9 @@ def write_log(rows: int) -> None:
 
     settings = get_settings()
     shutil.rmtree(log_root(settings) / "predictions" / f"project={PROJECT}", ignore_errors=True)
-    x = get_family("mlp_classifier").make_dataset(1, rows, {"features": FEATURES})["x"].astype(np.float32)
+    # the reference's own generator (same seed: same class centers), `rows` samples, train and val rows alike
+    data = get_family("mlp_classifier").make_dataset(_config().data.seed, rows, {"features": FEATURES})
+    x = np.concatenate([data["train_x"], data["val_x"]]).astype(np.float32)
     x[:, :SHIFTED] += 0.5 * x[:, :SHIFTED].std(axis=0)
     writer = PredictionLogWriter(log_root(settings), flush_seconds=3600)
     now, chunk = time.time(), 1000
@@ -103,7 +106,7 @@ def run_case(variant: str, repeat: int) -> dict:
     import warnings
 
     warnings.simplefilter("ignore")  # Evidently/SciPy deprecation noise; both sides alike
-    if variant == "bare":
+    if variant in ("bare", "bare+html"):
         from evidently import Report
         from evidently.presets import DataDriftPreset
 
@@ -117,7 +120,15 @@ def run_case(variant: str, repeat: int) -> dict:
         current = read_predictions(settings, PROJECT, since=window_start(_config().monitoring.window_hours))
         current = current[[c for c in current.columns if c.startswith("in.")]]
         Report([DataDriftPreset()]).run(current.iloc[:2000], reference.iloc[:2000])  # warm-up
-        run, first = (lambda: Report([DataDriftPreset()]).run(current, reference)), None
+        html = Path(tempfile.mkdtemp()) / "report.html"
+
+        def run():
+            snapshot = Report([DataDriftPreset()]).run(current, reference)
+            if variant == "bare+html":  # kept, as the operator keeps its report (it also logs it to MLflow and Evidently's workspace)
+                snapshot.save_html(str(html))
+            return snapshot
+
+        first = None
         frame_rows = (len(reference), len(current))
     else:
         import mlops.monitoring.drift as drift
@@ -134,7 +145,8 @@ def run_case(variant: str, repeat: int) -> dict:
         started = time.perf_counter()
         outcome = operator.execute({"run_id": f"bench-{next(runs)}"})  # warm-up: imports, DVC checkout
         first = time.perf_counter() - started
-        assert outcome["status"] == "drift", outcome
+        expected = [f"in.x_{i}" for i in range(SHIFTED)]  # 4 of 20 < the default drift share: status "ok", 4 named
+        assert outcome["drifted_columns"] == expected, (outcome["status"], outcome["drifted_columns"], outcome["messages"])
         frame_rows = (outcome["rows"]["reference"], outcome["rows"]["current"])
         run = lambda: operator.execute({"run_id": f"bench-{next(runs)}"})  # noqa: E731
         step_runs: list[dict[str, float]] = []
@@ -144,13 +156,13 @@ def run_case(variant: str, repeat: int) -> dict:
         clear.write("5")  # resets VmHWM to the current RSS
     walls, cpus = [], []
     for _ in range(repeat):
-        if variant != "bare":
+        if variant == "operator":
             steps.clear()
         cpu_started, started = _cpu(), time.perf_counter()
         outcome = run()
         walls.append(time.perf_counter() - started)
         cpus.append(_cpu() - cpu_started)
-        if variant != "bare":
+        if variant == "operator":
             step_runs.append(dict(steps))
         del outcome
         gc.collect()
@@ -159,7 +171,7 @@ def run_case(variant: str, repeat: int) -> dict:
         "wall_s": statistics.median(walls), "cpu_s": statistics.median(cpus), "first_s": first,
         "peak_rise_mb": (peak - rss_before) / 1024, "peak_mb": peak / 1024, "runs": repeat, "frame_rows": frame_rows,
     }
-    if variant != "bare":
+    if variant == "operator":
         result["steps"] = {name: statistics.median(run.get(name, 0.0) for run in step_runs) for name in STEPS}
     return result
 
@@ -176,14 +188,7 @@ def _timed(function, name: str, steps: dict[str, float]):
 
 
 def measure(variant: str, repeat: int, timeout: float) -> dict:
-    command = [sys.executable, __file__, "--case", f"{variant}:{repeat}"]
-    try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
-    except subprocess.TimeoutExpired:
-        return {"error": f"killed after {timeout:.0f} s"}
-    if done.returncode != 0:
-        return {"error": done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit {done.returncode}"}
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return run_case_subprocess(__file__, f"{variant}:{repeat}", timeout)
 
 
 def main() -> None:
@@ -208,7 +213,7 @@ def main() -> None:
         set_up(args.reference)
         print(f"{FEATURES} input columns ({SHIFTED} shifted by 0.5 sd); reference: the training split of {args.reference} samples")
         header = (
-            f"{'rows':>9} {'variant':>8} {'runs':>4} {'compared':>15} {'first s':>8} {'wall s':>8} {'cpu s':>8} {'peak MB':>8}"
+            f"{'rows':>9} {'variant':>9} {'runs':>4} {'compared':>15} {'first s':>8} {'wall s':>8} {'cpu s':>8} {'peak MB':>8}"
             f" {'wall/bare':>9} {'peak/bare':>9}  steps (s)"
         )
         print(header)
@@ -217,10 +222,10 @@ def main() -> None:
             write_log(rows)
             repeat = 1 if rows >= 1_000_000 else args.repeat
             bare = None
-            for variant in ("bare", "operator"):
+            for variant in ("bare", "bare+html", "operator"):
                 result = measure(variant, repeat, args.timeout)
                 if "error" in result:
-                    print(f"{rows:>9} {variant:>8} {repeat:>4}  {result['error']}", flush=True)
+                    print(f"{rows:>9} {variant:>9} {repeat:>4}  {result['error']}", flush=True)
                     continue
                 bare = result if variant == "bare" else bare
                 ratios = f" {result['wall_s'] / bare['wall_s']:>9.2f} {result['peak_mb'] / bare['peak_mb']:>9.2f}" if bare else " " * 20
@@ -228,7 +233,7 @@ def main() -> None:
                 first = f"{result['first_s']:>8.2f}" if result["first_s"] is not None else f"{'':>8}"
                 steps = "  " + " ".join(f"{k}={v:.2f}" for k, v in result.get("steps", {}).items())
                 print(
-                    f"{rows:>9} {variant:>8} {result['runs']:>4} {compared:>15} {first} {result['wall_s']:>8.2f}"
+                    f"{rows:>9} {variant:>9} {result['runs']:>4} {compared:>15} {first} {result['wall_s']:>8.2f}"
                     f" {result['cpu_s']:>8.2f} {result['peak_mb']:>8.0f}{ratios}{steps if variant != 'bare' else ''}",
                     flush=True,
                 )

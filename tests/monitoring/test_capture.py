@@ -73,7 +73,7 @@ def test_in_process_predictions_are_captured_as_answered(app, client, registry):
     assert response.status_code == 200, response.text
     body = response.json()
     request_id = body["request_id"]
-    assert len(request_id) == 32 and response.headers["x-request-id"] == request_id
+    assert len(request_id) == 32 and all(c in "0123456789abcdef" for c in request_id)
 
     rows = _captured(app, registry, LOCAL, request_id)
     assert len(rows) == 4
@@ -162,7 +162,6 @@ def test_routed_predictions_are_captured_with_the_route_backend(app, client, reg
 
         records = client.post(_url(ROUTED), json={"instances": [{"x": x[2].tolist()}]}, headers=HEADERS)
         assert records.status_code == 200, records.text
-        assert records.headers["x-request-id"] == records.json()["request_id"]
         rows = _captured(app, registry, ROUTED, records.json()["request_id"])
         prediction = records.json()["predictions"][0]
         _assert_logged(rows, x[2:], {name: [value] for name, value in prediction.items()})
@@ -250,7 +249,6 @@ def test_capture_off_is_the_old_gateway(registry, tmp_path):
     with TestClient(create_app(settings, {KEY}, capture=False)) as c:
         response = c.post(_url(LOCAL), json={"inputs": {"x": [[0.0] * 32]}}, headers=HEADERS)
         assert response.status_code == 200 and "request_id" not in response.json()
-        assert "x-request-id" not in response.headers
         assert c.post(_feedback_url(LOCAL), json={"request_id": "a" * 32, "label": 1}, headers=HEADERS).status_code == 503
         assert "capture" not in c.get("/metrics").text
     assert not (tmp_path / "monitoring").exists()

@@ -39,7 +39,8 @@ model rescans the registry (at most every `rescan_seconds`), so new registration
 without a restart; `reload()` (or POST /v1/reload) forces it.
 
 Prediction capture (`capture=True`, the default): every successful predict gets a request id
-(32 random hex digits; `"request_id"` in the body and the `X-Request-ID` header) and is handed to a
+(32 random hex digits, `"request_id"` in the body; no header: it cost the server and every client a
+header line per request) and is handed to a
 `monitoring.prediction_log.PredictionLogWriter` with its validated inputs, outputs, version,
 backend ("mlx", "pytorch", "ray", "bentoml"), device, latency and the thermal state the writer
 thread refreshes; the writer appends it to `<MLOPS_HOME>/monitoring/predictions/` in batches
@@ -174,6 +175,9 @@ def render_capture(snapshot: dict[str, Any]) -> str:
         "# HELP mlops_gateway_capture_buffered_rows Rows waiting to be written.",
         "# TYPE mlops_gateway_capture_buffered_rows gauge",
         f"mlops_gateway_capture_buffered_rows {snapshot['buffered_rows']}",
+        "# HELP mlops_gateway_capture_flush_cpu_seconds_total CPU time the writer spent turning rows into Parquet.",
+        "# TYPE mlops_gateway_capture_flush_cpu_seconds_total counter",
+        f"mlops_gateway_capture_flush_cpu_seconds_total {snapshot['flush_cpu_seconds']:.6f}",
     ]
     return "\n".join(lines) + "\n"
 
@@ -656,17 +660,15 @@ def create_app(
             columns = {name: value.tolist() for name, value in outputs.items()}
             device = gateway.catalog.device if entry.backend == MLX else gateway.catalog.torch_device
             served = (entry.backend, device, outputs)
-        headers = None
         if gateway.capture is not None:
             backend, device, captured_outputs = served
-            request_id = gateway.captured(project, entry.version, backend, device, started, arrays, captured_outputs)
-            result["request_id"], headers = request_id, {"X-Request-ID": request_id}
+            result["request_id"] = gateway.captured(project, entry.version, backend, device, started, arrays, captured_outputs)
         if form == "inputs":
             result["outputs"] = columns
         else:
             batch = len(next(iter(arrays.values())))
             result["predictions"] = [{name: column[i] for name, column in columns.items()} for i in range(batch)]
-        return JSONResponse(result, headers=headers)
+        return JSONResponse(result)
 
     @app.post("/v1/projects/{project}/feedback", dependencies=[Depends(require_key)])
     async def feedback(project: str, request: Request) -> JSONResponse:

@@ -18,7 +18,11 @@ DEFAULT_PORT = 8000
 
 
 def serve(
-    settings: Settings, host: str | None = None, port: int = DEFAULT_PORT, max_body_bytes: int = 1_000_000
+    settings: Settings,
+    host: str | None = None,
+    port: int = DEFAULT_PORT,
+    max_body_bytes: int = 1_000_000,
+    capture: bool = True,
 ) -> None:
     """Serve every registered model until interrupted (blocks)."""
     import uvicorn
@@ -27,12 +31,12 @@ def serve(
     from mlops.serving.gateway import create_app
 
     ensure_api_key(settings)
-    app = create_app(settings, load_api_keys(settings), max_body_bytes=max_body_bytes)
+    app = create_app(settings, load_api_keys(settings), max_body_bytes=max_body_bytes, capture=capture)
     uvicorn.run(app, host=host or settings.bind_host, port=port, log_level="info", access_log=False)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`mlops serve [--port N] [--host H] [--max-body-bytes N]`."""
+    """`mlops serve [--port N] [--host H] [--max-body-bytes N] [--no-capture]`."""
     import os
 
     from mlops.serving.api_keys import ENV_VAR, api_keys_file
@@ -42,15 +46,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
     parser.add_argument("--host", default=None, help="bind address (default: MLOPS_BIND_HOST, 127.0.0.1)")
     parser.add_argument("--max-body-bytes", type=int, default=1_000_000, help="larger request bodies get 413")
+    parser.add_argument(
+        "--no-capture", dest="capture", action="store_false",
+        help="do not log predictions (no drift or accuracy monitoring from this gateway; feedback answers 503)",
+    )
     args = parser.parse_args(argv)
     settings = get_settings()
     source = ENV_VAR if os.environ.get(ENV_VAR, "").strip() else api_keys_file(settings)
     print(
         f"serving gateway on http://{args.host or settings.bind_host}:{args.port} "
-        f"(API keys from {source})",
+        f"(API keys from {source}; prediction capture {'on' if args.capture else 'off'})",
         file=sys.stderr,
     )
-    serve(settings, host=args.host, port=args.port, max_body_bytes=args.max_body_bytes)
+    serve(settings, host=args.host, port=args.port, max_body_bytes=args.max_body_bytes, capture=args.capture)
     return 0
 
 
