@@ -35,12 +35,13 @@ def _call(url: str, body: dict | None = None, key: str | None = None) -> tuple[i
         return error.code, json.loads(error.read() or b"{}")
 
 
-def test_serve_main_answers_real_http(served):
+@pytest.mark.parametrize("capture", [True, False], ids=["capture", "no-capture"])
+def test_serve_main_answers_real_http(served, capture):
     port = _free_port()
     env = {**os.environ, "MLOPS_HOME": str(served.home), "MLOPS_API_KEYS": "real-key"}
     env.pop("MLOPS_TRACKING_URI", None)
     process = subprocess.Popen(
-        [sys.executable, "-m", "mlops.serving.server", "--port", str(port)],
+        [sys.executable, "-m", "mlops.serving.server", "--port", str(port), *([] if capture else ["--no-capture"])],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
     base = f"http://127.0.0.1:{port}"
@@ -57,6 +58,9 @@ def test_serve_main_answers_real_http(served):
             time.sleep(0.2)
         status, body = _call(f"{base}/v1/projects/{MLP}/models/latest/predict", {"inputs": {"x": [[0.1] * 32] * 2}}, "real-key")
         assert status == 200 and len(body["outputs"]["label"]) == 2
+        assert ("request_id" in body) is capture
+        feedback = _call(f"{base}/v1/projects/{MLP}/feedback", {"request_id": body.get("request_id", "a" * 32), "labels": [0, 1]}, "real-key")
+        assert feedback[0] == (200 if capture else 503), feedback
         assert _call(f"{base}/v1/projects/{MLP}/models/latest/predict", {"inputs": {"x": [[0.1] * 32]}})[0] == 401
         assert _call(f"{base}/readyz")[0] == 200
     finally:
