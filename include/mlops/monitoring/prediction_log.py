@@ -49,6 +49,7 @@ PREDICTION_COLUMNS = ("request_id", "row", "ts", "version", "backend", "device",
 FEEDBACK_COLUMNS = ("request_id", "row", "label", "ts")
 DEFAULT_LABEL_COLUMN = "out.label"
 DICTIONARY_COLUMNS = ("backend", "device", "thermal_state")
+FLUSH_CHUNK, FLUSH_PAUSE_S = 2048, 0.002  # predictions joined at a time by the writer, and its pause between
 ROW_GROUP_ROWS = 16_384  # files are read one row group at a time: this bounds a reader's memory
 
 
@@ -139,6 +140,35 @@ class PredictionColumns:
         if inputs is None or outputs is None:
             return None
         return _prediction_columns(self, inputs, outputs)
+
+    def chunks(self, size: int) -> Iterator[PredictionColumns]:
+        """The batch in pieces of at most `size` predictions (list slices: no per-record work)."""
+        for start in range(0, len(self.rows), size):
+            part = PredictionColumns(self.project, (), ())
+            window = slice(start, start + size)
+            part.inputs = {name: column[window] for name, column in self.inputs.items()}
+            part.outputs = {name: column[window] for name, column in self.outputs.items()}
+            for field in ("request_id", "ts", "rows", "version", "backend", "device", "thermal_state", "latency_ms"):
+                setattr(part, field, getattr(self, field)[window])
+            yield part
+
+    def chunked_table(self, size: int, pause_s: float) -> pa.Table | None:
+        """`table()` built `size` predictions at a time, sleeping `pause_s` between pieces.
+
+        Why: the writer holds the GIL while it joins columns; an event loop that gives the GIL
+        away at every socket call then waits a whole switch interval for it each time. Short
+        pieces with a pause between them keep the serving thread's waits short.
+        """
+        import pyarrow as pa
+
+        tables = []
+        for part in self.chunks(size):
+            table = part.table()
+            if table is None:
+                return None
+            tables.append(table)
+            time.sleep(pause_s)
+        return pa.concat_tables(tables, promote_options="default") if len(tables) > 1 else tables[0]
 
     @classmethod
     def of(cls, project: str, records: list[Record]) -> PredictionColumns | None:
@@ -313,7 +343,7 @@ class PredictionLogWriter:
         written = self._write_records(records, failed)
         irregular: list[Record] = []
         for batch in batches:
-            table = batch.table()
+            table = batch.chunked_table(FLUSH_CHUNK, FLUSH_PAUSE_S)
             if table is None:  # arrays that do not join: the general path
                 irregular.extend(batch.records())
                 continue
