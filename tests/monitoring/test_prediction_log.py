@@ -133,6 +133,29 @@ def test_the_joined_fast_path_writes_what_the_per_shape_path_writes(rows):
     assert prediction_table(records).column("in.x_4").to_pylist() == fast.column("in.x_4").to_pylist()
 
 
+def test_a_flush_in_pieces_writes_the_same_rows_in_order(settings, monkeypatch):
+    """The writer joins FLUSH_CHUNK predictions at a time (short GIL holds); the file is the same as in one piece."""
+    import mlops.monitoring.prediction_log as prediction_log
+
+    rng = np.random.default_rng(5)
+    sizes = [1, 3, 1, 2, 1, 1, 4]
+    xs = [rng.standard_normal((n, 32)).astype(np.float32) for n in sizes]
+    now = time.time()
+    frames = []
+    for chunk in (3, 10_000):
+        monkeypatch.setattr(prediction_log, "FLUSH_CHUNK", chunk)
+        home = Settings.from_env({"MLOPS_HOME": str(settings.home / f"chunk-{chunk}")})
+        writer = _writer(home)
+        for i, (n, x) in enumerate(zip(sizes, xs)):
+            writer.record("p", f"{i:032x}", 1, "mlx", "cpu", 1.0, {"x": x}, _mlp_outputs(n, i), n, ts=now + i)
+        assert writer.flush() == sum(sizes)
+        writer.close()
+        frames.append(read_predictions(home, "p", since=datetime.fromtimestamp(now - 60, UTC)))
+    pieces, whole = frames
+    assert len(list((settings.home / "chunk-3").rglob("part-*.parquet"))) == 1
+    assert pieces.equals(whole) and pieces["request_id"].tolist() == [f"{i:032x}" for i, n in enumerate(sizes) for _ in range(n)]
+
+
 def test_a_failing_write_keeps_the_rows_and_writes_them_once_fixed(settings, caplog):
     writer = _writer(settings)
     root = log_root(settings)
