@@ -122,6 +122,9 @@ def main(requests: int = 2000, rounds: int = 7) -> None:
             for mode, process in servers.items():
                 cpu_per_request[mode, concurrency] = 1e6 * (_cpu_seconds(process.pid) - cpu_before[mode]) / served[mode]
         captured = _metric(ports["on"], 'mlops_gateway_capture_rows_total{kind="predictions",state="written"}')
+        collections = {
+            mode: [_metric(port, f'mlops_gateway_gc_collections_total{{generation="{g}"}}') for g in range(3)] for mode, port in ports.items()
+        }
     finally:
         for process in servers.values():
             _stop(process)
@@ -151,6 +154,7 @@ def main(requests: int = 2000, rounds: int = 7) -> None:
         for label, value in (("on-off", on - off), ("off2-off", off2 - off)):
             print(f"{'':>5} {label:>8} {'':>9} {'':>8} {'':>8} {value:>+12.0f} ({100 * value / off:+.1f} %)")
     print(f"the capturing gateway wrote {captured} rows in {files} Parquet files")
+    print("garbage collections by generation 0/1/2 (2 = full): " + ", ".join(f"{m} {'/'.join(map(str, c))}" for m, c in collections.items()))
     verdict = "within" if worst_cpu <= TARGET_COST else "above"
     print(
         f"capture's largest cost in server CPU per request: {100 * worst_cpu:+.1f} % ({verdict} the {100 * TARGET_COST:.0f} % target); "

@@ -63,6 +63,10 @@ def test_serve_main_answers_real_http(served, capture):
         assert feedback[0] == (200 if capture else 503), feedback
         assert _call(f"{base}/v1/projects/{MLP}/models/latest/predict", {"inputs": {"x": [[0.1] * 32]}})[0] == 401
         assert _call(f"{base}/readyz")[0] == 200
+        with urllib.request.urlopen(f"{base}/metrics", timeout=30) as response:
+            metrics = dict(line.rsplit(" ", 1) for line in response.read().decode().splitlines() if line and line[0] != "#")
+        # start-up state and the loaded model are frozen out of full collections (gc_freeze.py)
+        assert int(metrics["mlops_gateway_gc_frozen_objects"]) > 10_000, metrics
     finally:
         process.send_signal(signal.SIGINT)
         try:

@@ -72,6 +72,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 
 from mlops.monitoring.prediction_log import PredictionLogWriter, log_root, read_thermal_state
 from mlops.serving.batching import MicroBatcher, predict_many, predict_many_async
+from mlops.serving.gc_freeze import freeze_long_lived
 from mlops.serving.registry_models import MLX, BackendUnavailable, ModelCatalog
 from mlops.serving.routes import Route, RouteWatcher, routes_file
 
@@ -151,6 +152,21 @@ class Metrics:
                 lines.append(f'mlops_gateway_request_duration_seconds_sum{{route="{name}"}} {self.sums[route]}')
                 lines.append(f'mlops_gateway_request_duration_seconds_count{{route="{name}"}} {self.counts[route]}')
         return "\n".join(lines) + "\n"
+
+
+def render_gc() -> str:
+    """Python's collector: full collections (each walks every unfrozen object) and what is frozen."""
+    import gc
+
+    stats = gc.get_stats()
+    return "\n".join([
+        "# HELP mlops_gateway_gc_collections_total Garbage collections by generation (2 = full).",
+        "# TYPE mlops_gateway_gc_collections_total counter",
+        *(f'mlops_gateway_gc_collections_total{{generation="{g}"}} {s["collections"]}' for g, s in enumerate(stats)),
+        "# HELP mlops_gateway_gc_frozen_objects Objects gc.freeze() moved out of the collector's reach (gc_freeze.py).",
+        "# TYPE mlops_gateway_gc_frozen_objects gauge",
+        f"mlops_gateway_gc_frozen_objects {gc.get_freeze_count()}",
+    ]) + "\n"
 
 
 def render_capture(snapshot: dict[str, Any]) -> str:
@@ -335,6 +351,7 @@ class Gateway:
         max_batch_size: int = 32,
         batch_wait_ms: float = 1.0,
         capture: bool = True,
+        freeze_gc: bool = False,
     ):
         keys = {k for k in api_keys if k}
         if not keys:
@@ -344,6 +361,9 @@ class Gateway:
         self.max_body_bytes = max_body_bytes
         self.rescan_seconds = rescan_seconds
         self.catalog = ModelCatalog(settings)
+        self.freeze_gc = freeze_gc  # a server process of its own: keep full GCs off start-up state (gc_freeze.py)
+        if freeze_gc:
+            self.catalog.on_session_loaded = freeze_long_lived
         self.metrics = Metrics()
         self.mlx = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlx")
         self._last_scan = 0.0
@@ -532,16 +552,19 @@ def create_app(
     max_batch_size: int = 32,
     batch_wait_ms: float = 1.0,
     capture: bool = True,
+    freeze_gc: bool = False,
 ) -> FastAPI:
     """The gateway app serving every project's registered versions (see the module docstring)."""
     gateway = Gateway(
-        settings, api_keys, max_body_bytes, rescan_seconds, batching, max_batch_size, batch_wait_ms, capture
+        settings, api_keys, max_body_bytes, rescan_seconds, batching, max_batch_size, batch_wait_ms, capture, freeze_gc
     )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         if gateway.capture is not None:
             gateway.capture.start()  # reads the thermal state before the first request
+        if gateway.freeze_gc:
+            freeze_long_lived("start-up")
         yield
         await gateway.close()
 
@@ -607,6 +630,7 @@ def create_app(
         text = gateway.metrics.render()
         if gateway.capture is not None:
             text += render_capture(gateway.capture.snapshot())
+        text += render_gc()
         return PlainTextResponse(text, media_type="text/plain; version=0.0.4; charset=utf-8")
 
     @app.get("/v1/models", dependencies=[Depends(require_key)])
@@ -701,4 +725,4 @@ def create_app(
     return app
 
 
-__all__ = ["Gateway", "Metrics", "create_app", "parse_feedback", "parse_inputs", "render_capture", "to_array"]
+__all__ = ["Gateway", "Metrics", "create_app", "parse_feedback", "parse_inputs", "render_capture", "render_gc", "to_array"]

@@ -30,6 +30,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from mlops.serving.torch_backend import TorchSession
     from mlops.settings import Settings
     from mlops.training.families.base import TrainingSession
@@ -187,6 +189,7 @@ class ModelCatalog:
         self.settings = settings
         self.cache_root = settings.home / "serving"
         self.device: str | None = None  # MLX's, once a session is restored
+        self.on_session_loaded: Callable[[str], object] | None = None  # called (with why) after each load
         self.torch_device: str | None = None  # where pytorch versions run (known once torch is imported)
         self._versions: dict[str, dict[int, ModelVersion]] = {}
         self._lock = threading.RLock()
@@ -299,6 +302,8 @@ class ModelCatalog:
                     if entry.problem is not None:
                         raise BackendUnavailable(entry.unservable_message())
                     entry.session = self._torch_session(entry) if entry.backend == PYTORCH else self._mlx_session(entry)
+                    if self.on_session_loaded is not None:
+                        self.on_session_loaded(f"loading {entry.name} v{entry.version}")
         return entry.session
 
     def _mlx_session(self, entry: ModelVersion) -> TrainingSession:

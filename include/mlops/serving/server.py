@@ -31,7 +31,7 @@ def serve(
     from mlops.serving.gateway import create_app
 
     ensure_api_key(settings)
-    app = create_app(settings, load_api_keys(settings), max_body_bytes=max_body_bytes, capture=capture)
+    app = create_app(settings, load_api_keys(settings), max_body_bytes=max_body_bytes, capture=capture, freeze_gc=True)
     uvicorn.run(app, host=host or settings.bind_host, port=port, log_level="info", access_log=False)
 
 
