@@ -52,6 +52,7 @@ class Settings:
     serve_port: int = 8001
     serving_memory_gb: float | None = None
     evidently_port: int = 8002
+    capture_flush_seconds: float = 5.0  # how often the gateway writes captured predictions to Parquet
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -74,6 +75,7 @@ class Settings:
             serve_port=int(env.get("MLOPS_SERVE_PORT") or 8001),
             serving_memory_gb=float(env["MLOPS_SERVING_MEMORY_GB"]) if env.get("MLOPS_SERVING_MEMORY_GB") else None,
             evidently_port=int(env.get("MLOPS_EVIDENTLY_PORT") or 8002),
+            capture_flush_seconds=float(env.get("MLOPS_CAPTURE_FLUSH_SECONDS") or 5.0),
         )
 
     @cached_property

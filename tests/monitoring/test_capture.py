@@ -19,6 +19,7 @@ from mlops_testing import free_port, wait_for
 from mlops.monitoring.prediction_log import accuracy, log_root, read_feedback, read_predictions
 from mlops.serving import gateway as gateway_module
 from mlops.serving.gateway import create_app
+from mlops.settings import Settings
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -242,6 +243,17 @@ def test_metrics_count_captured_and_written_rows(app, client):
 def _own_home(registry, tmp_path):
     """The same registry, but logs (and the model cache) under `tmp_path`."""
     return dataclasses.replace(registry.settings, home=tmp_path)
+
+
+def test_the_flush_interval_is_a_setting(registry, tmp_path):
+    """MLOPS_CAPTURE_FLUSH_SECONDS: how long predictions wait in memory before the writer puts them in Parquet."""
+    env = {"MLOPS_HOME": str(tmp_path), "MLOPS_CAPTURE_FLUSH_SECONDS": "0.3"}
+    settings = dataclasses.replace(registry.settings, home=tmp_path, capture_flush_seconds=Settings.from_env(env).capture_flush_seconds)
+    assert settings.capture_flush_seconds == 0.3
+    with TestClient(create_app(settings, {KEY})) as c:
+        assert c.app.state.gateway.capture.flush_seconds == 0.3
+        assert c.post(_url(LOCAL), json={"inputs": {"x": [[0.0] * 32]}}, headers=HEADERS).status_code == 200
+        wait_for(lambda: list((tmp_path / "monitoring" / "predictions").rglob("part-*.parquet")), 10, "the writer's own flush", interval=0.05)
 
 
 def test_capture_off_is_the_old_gateway(registry, tmp_path):

@@ -374,7 +374,9 @@ class Gateway:
         self._client: Any = None  # aiohttp.ClientSession, made in the event loop on first use
         self.route_batchers: dict[str, MicroBatcher] = {}  # by target URL
         self.capture = (
-            PredictionLogWriter(log_root(settings), thermal=lambda: read_thermal_state(settings)) if capture else None
+            PredictionLogWriter(log_root(settings), flush_seconds=settings.capture_flush_seconds, thermal=lambda: read_thermal_state(settings))
+            if capture
+            else None
         )
         self.recent_requests: OrderedDict[str, tuple[str, int]] = OrderedDict()  # request id -> (project, rows)
 
