@@ -50,3 +50,13 @@ def test_init_project_and_demo_name_the_missing_file_instead_of_a_traceback(tmp_
     assert run_demo(get_settings(), "no_such_project") == 1
     err = capsys.readouterr().err
     assert "no_such_project.yaml" in err and "cannot read file" in err
+
+
+def test_a_bad_numeric_setting_is_named_not_a_traceback(monkeypatch, capsys):
+    monkeypatch.setenv("MLOPS_CAPTURE_FLUSH_SECONDS", "0")
+    assert main(["status"]) == 2
+    err = capsys.readouterr().err
+    assert "MLOPS_CAPTURE_FLUSH_SECONDS='0'" in err and "unset it for the default (5.0)" in err and "Traceback" not in err
+    monkeypatch.setenv("MLOPS_CAPTURE_FLUSH_SECONDS", "2.5")
+    monkeypatch.setenv("MLOPS_GATEWAY_PORT", "eighty")
+    assert main(["status"]) == 2 and "MLOPS_GATEWAY_PORT='eighty': expected a port number" in capsys.readouterr().err

@@ -254,7 +254,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+    from mlops.settings import SettingsError
+
+    try:
+        return _dispatch(sys.argv[1:] if argv is None else argv)
+    except SettingsError as exc:  # a bad MLOPS_* variable: say which, no traceback
+        print(f"mlops: {exc}", file=sys.stderr)
+        return 2
+
+
+def _dispatch(argv: list[str]) -> int:
     if argv[:1] == ["hardware"]:
         return cmd_hardware(argv[1:])
     if argv[:1] == ["queue"]:

@@ -65,17 +65,17 @@ class Settings:
             artifacts_uri=env.get("MLOPS_ARTIFACTS_URI") or str(home / "mlflow" / "artifacts"),
             dvc_remote=env.get("MLOPS_DVC_REMOTE") or str(home / "dvc-remote"),
             dvc_remote_endpoint=env.get("MLOPS_DVC_REMOTE_ENDPOINT") or None,
-            mlflow_port=int(env.get("MLOPS_MLFLOW_PORT") or 5000),
-            airflow_port=int(env.get("MLOPS_AIRFLOW_PORT") or 8080),
-            gateway_port=int(env.get("MLOPS_GATEWAY_PORT") or 8000),
+            mlflow_port=_number(env, "MLOPS_MLFLOW_PORT", 5000, int, 1),
+            airflow_port=_number(env, "MLOPS_AIRFLOW_PORT", 8080, int, 1),
+            gateway_port=_number(env, "MLOPS_GATEWAY_PORT", 8000, int, 1),
             bind_host=env.get("MLOPS_BIND_HOST") or "127.0.0.1",
-            pool_refresh_seconds=float(env.get("MLOPS_POOL_REFRESH_SECONDS") or 30),
+            pool_refresh_seconds=_number(env, "MLOPS_POOL_REFRESH_SECONDS", 30.0, float, 0.001),
             hardware_root=Path(env["MLOPS_HARDWARE_ROOT"].strip()) if env.get("MLOPS_HARDWARE_ROOT", "").strip() else None,
-            ray_port=int(env.get("MLOPS_RAY_PORT") or 6390),
-            serve_port=int(env.get("MLOPS_SERVE_PORT") or 8001),
-            serving_memory_gb=float(env["MLOPS_SERVING_MEMORY_GB"]) if env.get("MLOPS_SERVING_MEMORY_GB") else None,
-            evidently_port=int(env.get("MLOPS_EVIDENTLY_PORT") or 8002),
-            capture_flush_seconds=float(env.get("MLOPS_CAPTURE_FLUSH_SECONDS") or 5.0),
+            ray_port=_number(env, "MLOPS_RAY_PORT", 6390, int, 1),
+            serve_port=_number(env, "MLOPS_SERVE_PORT", 8001, int, 1),
+            serving_memory_gb=_number(env, "MLOPS_SERVING_MEMORY_GB", None, float, 0.001),
+            evidently_port=_number(env, "MLOPS_EVIDENTLY_PORT", 8002, int, 1),
+            capture_flush_seconds=_number(env, "MLOPS_CAPTURE_FLUSH_SECONDS", 5.0, float, 0.001),
         )
 
     @cached_property
@@ -97,6 +97,25 @@ class Settings:
         import psutil
 
         return max(1024**3, psutil.virtual_memory().total // 4)
+
+
+class SettingsError(ValueError):
+    """A setting from the environment that cannot be used (the message names the variable)."""
+
+
+def _number(env: dict[str, str], name: str, default: float | None, kind: type, minimum: float) -> float | None:
+    """A numeric environment setting, or a SettingsError naming the variable, its value and what it takes."""
+    text = env.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = kind(text)
+    except ValueError:
+        value = None
+    if value is None or value < minimum or (kind is int and name.endswith("_PORT") and value > 65535):
+        what = "a port number (1-65535)" if name.endswith("_PORT") else f"a number >= {minimum:g}"
+        raise SettingsError(f"environment variable {name}={text!r}: expected {what}; unset it for the default ({default})")
+    return value
 
 
 def get_settings() -> Settings:
