@@ -113,9 +113,9 @@ def test_versions_with_other_inputs_share_a_project_and_readers_fill_nulls(setti
 
 
 @pytest.mark.parametrize("rows", [[1, 1, 1, 1], [3, 1, 2, 1]], ids=["one-row requests", "batches"])
-def test_the_joined_fast_path_writes_what_the_per_shape_path_writes(rows):
-    """A flush of same-shaped records joins each array once; the table is the general path's, cell for cell."""
-    from mlops.monitoring.prediction_log import PREDICTIONS, Record, _prediction_table_by_shape, prediction_table
+def test_packed_predictions_make_the_general_paths_table(rows):
+    """The request path packs array bytes; the flush's table equals the general (per-shape) path's, cell for cell."""
+    from mlops.monitoring.prediction_log import PREDICTIONS, PackedPredictions, Record, _prediction_table_by_shape, prediction_table
 
     rng = np.random.default_rng(3)
     records = [
@@ -123,37 +123,76 @@ def test_the_joined_fast_path_writes_what_the_per_shape_path_writes(rows):
                                                             {"x": rng.standard_normal((n, 5)).astype(np.float32)}, _mlp_outputs(n, i)))
         for i, n in enumerate(rows)
     ]
-    fast = prediction_table(records)
+    first = records[0].payload
+    packed = PackedPredictions("p", PackedPredictions.layout_of(first[6], first[7], records[0].rows))
+    for r in records:
+        assert packed.append(r.payload[0], r.ts, r.rows, *r.payload[1:])
+    table = packed.table()
     general = _prediction_table_by_shape(records)
-    assert fast.equals(general.select(fast.column_names)) and fast.num_rows == sum(rows)
-    assert fast.column("row").to_pylist() == [r for n in rows for r in range(n)]
-    assert fast.column("batch_rows").to_pylist() == [n for n in rows for _ in range(n)]
+    assert table.equals(general.select(table.column_names)) and table.num_rows == sum(rows)
+    assert table.column("row").to_pylist() == [r for n in rows for r in range(n)]
+    assert table.column("batch_rows").to_pylist() == [n for n in rows for _ in range(n)]
+    assert prediction_table(records).equals(table)  # the joined general path too
     # one record not like the others (a list, as a client may send) takes the general path, still one table
     records[1] = records[1]._replace(payload=records[1].payload[:6] + ({"x": records[1].payload[6]["x"].tolist()}, records[1].payload[7]))
-    assert prediction_table(records).column("in.x_4").to_pylist() == fast.column("in.x_4").to_pylist()
+    assert prediction_table(records).column("in.x_4").to_pylist() == table.column("in.x_4").to_pylist()
 
 
-def test_a_flush_in_pieces_writes_the_same_rows_in_order(settings, monkeypatch):
-    """The writer joins FLUSH_CHUNK predictions at a time (short GIL holds); the file is the same as in one piece."""
-    import mlops.monitoring.prediction_log as prediction_log
+def test_a_batch_packs_only_its_own_layout_and_copies_the_bytes():
+    """Another dtype, trailing shape, row count or name is refused whole; what is packed is a copy."""
+    from mlops.monitoring.prediction_log import PackedPredictions
 
-    rng = np.random.default_rng(5)
-    sizes = [1, 3, 1, 2, 1, 1, 4]
-    xs = [rng.standard_normal((n, 32)).astype(np.float32) for n in sizes]
+    x, outputs = np.arange(6, dtype=np.float32).reshape(2, 3), _mlp_outputs(2)
+    batch = PackedPredictions("p", PackedPredictions.layout_of({"x": x}, outputs, 2))
+    refused = [
+        ({"x": x.astype(np.float64)}, outputs, 2),
+        ({"x": np.zeros((2, 4), np.float32)}, outputs, 2),
+        ({"x": x}, outputs, 1),
+        ({"y": x}, outputs, 2),
+        ({"x": x.tolist()}, outputs, 2),
+        ({"x": np.float32(1)}, outputs, 2),
+    ]
+    for inputs, outs, rows in refused:
+        assert not batch.append("r", 1.0, rows, 1, "mlx", "cpu", "fair", 1.0, inputs, outs)
+    assert not batch.append("r", 1.0, 2, None, "mlx", "cpu", "fair", 1.0, {"x": x}, outputs)  # a version that is no int
+    assert batch.total_rows == 0 and not any(batch.buffers) and not batch.ids and not len(batch.version)
+    assert batch.append("r", 1.0, 2, 1, "mlx", "cpu", "fair", 1.0, {"x": x[:, ::-1]}, outputs)  # strided: packed in C order
+    x[:] = -1  # the caller may reuse its arrays
+    assert batch.table().column("in.x_0").to_pylist() == [2.0, 5.0]
+    assert PackedPredictions.layout_of({"x": x}, {"text": np.array(["a", "b"])}, 2) is None
+
+
+def test_one_flush_writes_one_file_per_project_and_day_in_time_order(settings):
+    """Packed batches of two layouts, and a prediction that could not be packed, share one file, ordered by time."""
+    writer = _writer(settings)
     now = time.time()
-    frames = []
-    for chunk in (3, 10_000):
-        monkeypatch.setattr(prediction_log, "FLUSH_CHUNK", chunk)
-        home = Settings.from_env({"MLOPS_HOME": str(settings.home / f"chunk-{chunk}")})
-        writer = _writer(home)
-        for i, (n, x) in enumerate(zip(sizes, xs)):
-            writer.record("p", f"{i:032x}", 1, "mlx", "cpu", 1.0, {"x": x}, _mlp_outputs(n, i), n, ts=now + i)
-        assert writer.flush() == sum(sizes)
-        writer.close()
-        frames.append(read_predictions(home, "p", since=datetime.fromtimestamp(now - 60, UTC)))
-    pieces, whole = frames
-    assert len(list((settings.home / "chunk-3").rglob("part-*.parquet"))) == 1
-    assert pieces.equals(whole) and pieces["request_id"].tolist() == [f"{i:032x}" for i, n in enumerate(sizes) for _ in range(n)]
+    xs = [np.full((1, 3), i, np.float32) for i in range(3)] + [np.full((2, 4), 3, np.float32)]
+    for i, x in enumerate(xs):
+        writer.record("p", f"{i:032x}", 1, "mlx", "cpu", 1.0, {"x": x}, _mlp_outputs(len(x), i), len(x), ts=now + i)
+    writer.record("p", f"{4:032x}", 1, "mlx", "cpu", 1.0, {"x": [[4.0, 4.0, 4.0]]}, _mlp_outputs(1, 4), 1, ts=now + 4)
+    writer.record("q", f"{5:032x}", 1, "mlx", "cpu", 1.0, {"x": xs[0]}, _mlp_outputs(1, 5), 1, ts=now + 5)
+    assert writer.flush() == 7
+    assert [len(list((log_root(settings) / "predictions" / f"project={name}").rglob("part-*.parquet"))) for name in "pq"] == [1, 1]
+    frame = read_predictions(settings, "p", since=datetime.fromtimestamp(now - 60, UTC))
+    assert frame["request_id"].tolist() == [f"{i:032x}" for i in (0, 1, 2, 3, 3, 4)]
+    assert frame["in.x_0"].tolist() == [0, 1, 2, 3, 3, 4] and frame["in.x_3"].isna().tolist() == [True, True, True, False, False, True]
+    writer.close()
+
+
+def test_more_layouts_than_batches_take_the_general_path(settings):
+    """Variable-length inputs give a new layout per length; past MAX_LAYOUTS they are kept as records, nothing lost."""
+    from mlops.monitoring.prediction_log import MAX_LAYOUTS
+
+    writer = _writer(settings)
+    now = time.time()
+    for length in range(1, MAX_LAYOUTS + 4):
+        tokens = np.arange(length, dtype=np.int32)[None, :]
+        writer.record("p", f"{length:032x}", 1, "mlx", "cpu", 1.0, {"tokens": tokens}, {"y": np.zeros(1)}, 1, ts=now + length)
+    assert len(writer._batches["p", "tokens", None, "y"]) == MAX_LAYOUTS and len(writer._buffer) == 3
+    assert writer.flush() == MAX_LAYOUTS + 3
+    frame = read_predictions(settings, "p", since=datetime.fromtimestamp(now - 60, UTC))
+    assert frame["in.tokens_max"].tolist() == list(range(MAX_LAYOUTS + 3))
+    writer.close()
 
 
 def test_a_failing_write_keeps_the_rows_and_writes_them_once_fixed(settings, caplog):

@@ -2,8 +2,8 @@
 
 Why: drift checks and accuracy need what the models actually saw and answered, per project,
 without slowing serving down. The gateway hands each prediction to `PredictionLogWriter.record`
-(an append to a list under a lock: no I/O, no pyarrow on the request path); a daemon thread
-writes the buffer in batches.
+(its arrays' bytes appended to its project's buffers under a lock: no I/O, no pyarrow on the
+request path); a daemon thread writes the buffers in batches.
 
 Layout (a contract: the drift check and anyone with `pyarrow.dataset` read it; Hive partitions,
 `project` and `date` exist only as partitions, never as file columns):
@@ -30,7 +30,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -49,7 +49,7 @@ PREDICTION_COLUMNS = ("request_id", "row", "ts", "version", "backend", "device",
 FEEDBACK_COLUMNS = ("request_id", "row", "label", "ts")
 DEFAULT_LABEL_COLUMN = "out.label"
 DICTIONARY_COLUMNS = ("backend", "device", "thermal_state")
-FLUSH_CHUNK, FLUSH_PAUSE_S = 2048, 0.002  # predictions joined at a time by the writer, and its pause between
+MAX_LAYOUTS = 8  # packed batches per project and names in one flush interval; more shapes take the general path
 ROW_GROUP_ROWS = 16_384  # files are read one row group at a time: this bounds a reader's memory
 
 
@@ -79,15 +79,103 @@ class Record(NamedTuple):
     payload: tuple
 
 
-class PredictionColumns:
-    """Buffered predictions of one project and one layout (input and output names), column by column.
+class PackedPredictions:
+    """Predictions of one project and one array layout, packed into byte buffers as they arrive.
 
-    Why: the request path appends each value to its column list (no conversion there), and a
-    flush turns each column into Arrow with one C-level call (`np.concatenate`, `pa.array`)
-    instead of Python work per record. A per-record flush held the GIL ~8 us per row in the
-    gateway and stalled its event loop (p99 170 ms at concurrency 32); this holds it well under
-    1 us per row. `table()` says None when the arrays do not join (a list instead of an array,
-    other row counts or trailing shapes): those records take the general path (`records()`).
+    Why: keeping each request's arrays, floats and id string alive until the flush meant ~700
+    bytes of small objects per request; the gateway then served every request from cold memory
+    and freed it in bulk, and the flush joined the arrays one by one under the GIL. Measured at
+    concurrency 32 (bench/capture.py), that cost 6 us a request, packing the bytes (about
+    0.25 us an array) 3 us. The flush reads each buffer as one numpy array: no per-record step.
+
+    `layout`: (side, name, dtype, shape after the batch axis) of every array, inputs (side 0)
+    then outputs (side 1). `append` packs only predictions of exactly this layout.
+    """
+
+    __slots__ = ("project", "layout", "buffers", "ids", "id_ends", "ts", "rows", "version", "latency_ms",
+                 "backend", "device", "thermal_state", "total_rows")
+
+    def __init__(self, project: str, layout: tuple[tuple[int, str, Any, tuple[int, ...]], ...]):
+        from array import array
+
+        self.project, self.layout = project, layout
+        self.buffers = [bytearray() for _ in layout]
+        self.ids, self.id_ends = bytearray(), array("q")  # request ids as UTF-8, and where each one ends
+        self.ts, self.latency_ms = array("d"), array("d")
+        self.rows, self.version = array("q"), array("q")
+        self.backend: list[str] = []  # a handful of distinct strings: references, not copies
+        self.device: list[str] = []
+        self.thermal_state: list[str] = []
+        self.total_rows = 0
+
+    @staticmethod
+    def layout_of(inputs: dict[str, Any], outputs: dict[str, Any], rows: int) -> tuple | None:
+        """The layout of one prediction, or None when an array cannot be packed (a list, a scalar, text)."""
+        import numpy as np
+
+        layout = []
+        for side, arrays in enumerate((inputs, outputs)):
+            for name, array in arrays.items():
+                if type(array) is not np.ndarray or array.ndim == 0 or array.shape[0] != rows or array.dtype.kind not in "biuf":
+                    return None
+                layout.append((side, name, array.dtype, array.shape[1:]))
+        return tuple(layout)
+
+    def append(self, request_id: str, ts: float, rows: int, version: int, backend: str, device: str,
+               thermal_state: str, latency_ms: float, inputs: dict[str, Any], outputs: dict[str, Any]) -> bool:
+        """Pack one prediction; False, with nothing packed, unless its arrays have this batch's layout."""
+        from numpy import ndarray
+
+        sources, arrays = (inputs, outputs), []
+        try:
+            for side, name, dtype, shape in self.layout:
+                array = sources[side][name]
+                if type(array) is not ndarray or (array.dtype is not dtype and array.dtype != dtype) or array.shape[1:] != shape or array.shape[0] != rows:
+                    return False
+                arrays.append(array)
+            self.version.append(version)
+        except (KeyError, IndexError, TypeError, OverflowError):  # another name, a 0-d array, a version that is no int
+            return False
+        for buffer, array in zip(self.buffers, arrays):
+            buffer += array.tobytes()  # C order whatever the strides
+        self.ids += request_id.encode()
+        self.id_ends.append(len(self.ids))
+        self.ts.append(ts)
+        self.latency_ms.append(latency_ms)
+        self.rows.append(rows)
+        self.backend.append(backend)
+        self.device.append(device)
+        self.thermal_state.append(thermal_state)
+        self.total_rows += rows
+        return True
+
+    @property
+    def request_id(self) -> pa.Array:
+        """The request ids as an Arrow string array, built on the packed bytes (no per-record step)."""
+        import numpy as np
+        import pyarrow as pa
+
+        offsets = np.zeros(len(self.id_ends) + 1, np.int32)
+        offsets[1:] = np.frombuffer(self.id_ends, np.int64)
+        return pa.Array.from_buffers(pa.string(), len(self.id_ends), [None, pa.py_buffer(offsets), pa.py_buffer(bytes(self.ids))])
+
+    def table(self) -> pa.Table:
+        """The Arrow table of every packed prediction."""
+        import numpy as np
+
+        arrays: tuple[dict[str, np.ndarray], dict[str, np.ndarray]] = ({}, {})
+        for (side, name, dtype, shape), buffer in zip(self.layout, self.buffers):
+            arrays[side][name] = np.frombuffer(buffer, dtype).reshape((self.total_rows, *shape))
+        return _prediction_columns(self, *arrays)
+
+
+class PredictionColumns:
+    """Prediction records of one project and one set of input and output names, column by column.
+
+    The general path (records the gateway could not pack, `prediction_table`): each column's
+    arrays are joined with one `np.concatenate`; `table()` says None when they do not join (a
+    list instead of an array, other row counts or trailing shapes), and `_prediction_table_by_shape`
+    groups such records by shape first.
     """
 
     __slots__ = ("project", "inputs", "outputs", "request_id", "ts", "rows", "version", "backend", "device",
@@ -121,18 +209,6 @@ class PredictionColumns:
         for name, column in self.outputs.items():
             column.append(outputs[name])
 
-    def records(self, positions: Iterable[int] | None = None) -> list[Record]:
-        """The buffered predictions as records again (for the general path or to keep after a failed write)."""
-        positions = range(len(self.rows)) if positions is None else positions
-        return [
-            Record(
-                PREDICTIONS, self.project, self.ts[i], self.rows[i],
-                (self.request_id[i], self.version[i], self.backend[i], self.device[i], self.thermal_state[i],
-                 self.latency_ms[i], {n: c[i] for n, c in self.inputs.items()}, {n: c[i] for n, c in self.outputs.items()}),
-            )
-            for i in positions
-        ]
-
     def table(self) -> pa.Table | None:
         """The Arrow table of every buffered prediction, or None when the arrays do not join."""
         inputs = _joined(self.inputs, self.rows)
@@ -140,35 +216,6 @@ class PredictionColumns:
         if inputs is None or outputs is None:
             return None
         return _prediction_columns(self, inputs, outputs)
-
-    def chunks(self, size: int) -> Iterator[PredictionColumns]:
-        """The batch in pieces of at most `size` predictions (list slices: no per-record work)."""
-        for start in range(0, len(self.rows), size):
-            part = PredictionColumns(self.project, (), ())
-            window = slice(start, start + size)
-            part.inputs = {name: column[window] for name, column in self.inputs.items()}
-            part.outputs = {name: column[window] for name, column in self.outputs.items()}
-            for field in ("request_id", "ts", "rows", "version", "backend", "device", "thermal_state", "latency_ms"):
-                setattr(part, field, getattr(self, field)[window])
-            yield part
-
-    def chunked_table(self, size: int, pause_s: float) -> pa.Table | None:
-        """`table()` built `size` predictions at a time, sleeping `pause_s` between pieces.
-
-        Why: the writer holds the GIL while it joins columns; an event loop that gives the GIL
-        away at every socket call then waits a whole switch interval for it each time. Short
-        pieces with a pause between them keep the serving thread's waits short.
-        """
-        import pyarrow as pa
-
-        tables = []
-        for part in self.chunks(size):
-            table = part.table()
-            if table is None:
-                return None
-            tables.append(table)
-            time.sleep(pause_s)
-        return pa.concat_tables(tables, promote_options="default") if len(tables) > 1 else tables[0]
 
     @classmethod
     def of(cls, project: str, records: list[Record]) -> PredictionColumns | None:
@@ -196,13 +243,15 @@ def read_thermal_state(settings: Settings | None = None) -> str:
 class PredictionLogWriter:
     """Buffers records in memory and writes them as Parquet from one daemon thread.
 
-    * `record` / `record_feedback` are O(1): they append under a lock and return. Inputs and
-      outputs are flattened on the writer thread.
+    * `record` / `record_feedback` are O(1): under a lock, a prediction is packed into its
+      project's `PackedPredictions` (copies of the array bytes); one that cannot be packed, and
+      feedback, are kept as `Record`s. Inputs and outputs are flattened on the writer thread.
     * The thread writes when `flush_rows` rows wait or every `flush_seconds`; `flush()` writes
-      now, `close()` stops the thread and writes the rest.
-    * A partition that cannot be written keeps its records; they are retried at the next flush
-      (warning logged, `write_failures` counted). The buffer holds at most `max_buffered_rows`:
-      records beyond it are dropped and counted in `dropped`.
+      now, `close()` stops the thread and writes the rest. A flush writes one file per kind,
+      project and UTC day.
+    * A file that cannot be written keeps its rows (as the Arrow table); it is retried first at
+      the next flush (warning logged, `write_failures` counted). The buffer holds at most
+      `max_buffered_rows`: records beyond it are dropped and counted in `dropped`.
     * `thermal_state` is refreshed by the same thread every `thermal_seconds` and stamped on each
       prediction as it is recorded.
     """
@@ -223,8 +272,9 @@ class PredictionLogWriter:
         self._thermal, self._thermal_seconds, self._thermal_read_at = thermal, thermal_seconds, float("-inf")
         self._lock = threading.Lock()  # guards the buffer and the counters
         self._flush_lock = threading.Lock()  # one flush at a time (thread, flush(), close())
-        self._buffer: list[Record] = []  # feedback, and predictions whose layout changed mid-batch
-        self._batches: dict[tuple, PredictionColumns] = {}  # predictions by (project, input names, output names)
+        self._buffer: list[Record] = []  # feedback, and predictions that could not be packed
+        self._batches: dict[tuple, list[PackedPredictions]] = {}  # by (project, input names, None, output names)
+        self._unwritten: list[tuple[str, str, date, pa.Table]] = []  # files that failed: retried first
         self._buffered_rows = 0
         self.flush_cpu_seconds = 0.0  # the writer's CPU time: what capture costs besides the request path
         self.counts: dict[tuple[str, str], int] = {
@@ -253,24 +303,42 @@ class PredictionLogWriter:
 
         `ts`: epoch seconds of the answer (default now). False when the buffer is full (dropped).
         """
-        key = (project, tuple(inputs), tuple(outputs))
+        key = (project, *inputs, None, *outputs)
         if self._thread is None:
             self.start()
+        ts = time.time() if ts is None else ts
+        device = device or "unknown"
         with self._lock:
             if self._buffered_rows + rows > self.max_buffered_rows:
                 self.counts["dropped", PREDICTIONS] += rows
                 return False
-            batch = self._batches.get(key)
-            if batch is None:
-                batch = self._batches[key] = PredictionColumns(project, key[1], key[2])
-            batch.append(request_id, time.time() if ts is None else ts, rows, version, backend, device or "unknown",
-                         self.thermal_state, latency_ms, inputs, outputs)
+            thermal_state = self.thermal_state
+            batches = self._batches.get(key, ())
+            for batch in batches:  # one, unless the arrays' shapes changed (a new version, variable-length inputs)
+                if batch.append(request_id, ts, rows, version, backend, device, thermal_state, latency_ms, inputs, outputs):
+                    break
+            else:
+                self._pack_or_keep(key, Record(PREDICTIONS, project, ts, rows,
+                                               (request_id, version, backend, device, thermal_state, latency_ms, inputs, outputs)))
             self._buffered_rows += rows
             self.counts["captured", PREDICTIONS] += rows
             full = self._buffered_rows >= self.flush_rows
         if full:
             self._wake.set()
         return True
+
+    def _pack_or_keep(self, key: tuple, record: Record) -> None:
+        """A prediction no batch took: a new batch for its layout, else (not packable, or too many
+        layouts of one project) kept as a record for the general path. Call with the lock held."""
+        request_id, version, backend, device, thermal_state, latency_ms, inputs, outputs = record.payload
+        batches = self._batches.setdefault(key, [])
+        layout = PackedPredictions.layout_of(inputs, outputs, record.rows) if len(batches) < MAX_LAYOUTS else None
+        if layout is not None:
+            batch = PackedPredictions(record.project, layout)
+            if batch.append(request_id, record.ts, record.rows, version, backend, device, thermal_state, latency_ms, inputs, outputs):
+                batches.append(batch)
+                return
+        self._buffer.append(record)
 
     def record_feedback(self, project: str, request_id: str, labels: list[float], ts: float | None = None) -> bool:
         """Buffer ground-truth labels of one request, one per row in batch order."""
@@ -324,61 +392,65 @@ class PredictionLogWriter:
             self.thermal_state = "unknown"
 
     def flush(self) -> int:
-        """Write everything buffered now; returns the rows written. Failed partitions stay buffered."""
+        """Write everything buffered now; returns the rows written. Files that fail stay buffered."""
         with self._flush_lock:
             with self._lock:
                 records, self._buffer = self._buffer, []
-                batches, self._batches = list(self._batches.values()), {}
-            if not records and not batches:
+                batches = [batch for layouts in self._batches.values() for batch in layouts]
+                self._batches = {}
+                unwritten, self._unwritten = self._unwritten, []
+            if not records and not batches and not unwritten:
                 return 0
             cpu_started = time.thread_time()
             try:
-                return self._flush(records, batches)
+                return self._flush(records, batches, unwritten)
             finally:
                 self.flush_cpu_seconds += time.thread_time() - cpu_started
 
-    def _flush(self, records: list[Record], batches: list[PredictionColumns]) -> int:
-        """Older records first (retries, feedback), then this interval's batches, so files keep log order."""
-        failed: list[Record] = []
-        written = self._write_records(records, failed)
-        irregular: list[Record] = []
+    def _flush(self, records: list[Record], batches: list[PackedPredictions], unwritten: list[tuple]) -> int:
+        """Earlier failures first, then one table per kind and project, split by UTC day: files keep log order."""
+        import pyarrow as pa
+
+        failed: list[tuple[str, str, date, pa.Table]] = []
+        written = sum(self._write_or_keep(*item, failed) for item in unwritten)
+        tables: dict[tuple[str, str], list[pa.Table]] = {}
         for batch in batches:
-            table = batch.chunked_table(FLUSH_CHUNK, FLUSH_PAUSE_S)
-            if table is None:  # arrays that do not join: the general path
-                irregular.extend(batch.records())
-                continue
-            for day, positions, part in _split_by_day(table, batch.ts):
-                written += self._write_or_keep(PREDICTIONS, batch.project, day, part, lambda p=positions, b=batch: b.records(p), failed)
-        written += self._write_records(irregular, failed)
+            tables.setdefault((PREDICTIONS, batch.project), []).append(batch.table())
+        kept = self._tables_of_records(records, tables)
+        for (kind, project), parts in tables.items():
+            table = parts[0] if len(parts) == 1 else pa.concat_tables(parts, promote_options="default").sort_by("ts")
+            if kind == PREDICTIONS:
+                table = table.select(_ordered(table.column_names, PREDICTION_COLUMNS))
+            for day, part in _split_by_day(table):
+                written += self._write_or_keep(kind, project, day, part, failed)
         with self._lock:
-            self._buffer[:0] = failed
+            self._unwritten[:0] = failed
+            self._buffer[:0] = kept
             self._buffered_rows -= written
         return written
 
-    def _write_records(self, records: list[Record], failed: list[Record]) -> int:
-        """The general path: records grouped by kind, project and UTC day, one file each."""
-        groups: dict[tuple[str, str, int], list[Record]] = {}
+    def _tables_of_records(self, records: list[Record], tables: dict[tuple[str, str], list[pa.Table]]) -> list[Record]:
+        """Add the records' tables, by kind and project, to `tables`; returns the records that would not convert."""
+        groups: dict[tuple[str, str], list[Record]] = {}
         for record in records:
-            groups.setdefault((record.kind, record.project, int(record.ts // 86400)), []).append(record)
-        written = 0
-        for (kind, project, day), members in groups.items():
+            groups.setdefault((record.kind, record.project), []).append(record)
+        kept: list[Record] = []
+        for (kind, project), members in groups.items():
             try:
                 table = prediction_table(members) if kind == PREDICTIONS else feedback_table(members)
             except Exception as exc:  # noqa: BLE001 - keep the rows, retry next flush
-                failed.extend(members)
+                kept.extend(members)
                 self._write_failed(kind, project, sum(r.rows for r in members), exc)
                 continue
-            written += self._write_or_keep(kind, project, date(1970, 1, 1) + timedelta(days=day), table, lambda m=members: m, failed)
-        return written
+            tables.setdefault((kind, project), []).append(table)
+        return kept
 
-    def _write_or_keep(
-        self, kind: str, project: str, day: date, table: pa.Table, records: Callable[[], list[Record]], failed: list[Record]
-    ) -> int:
-        """Write one partition file; on failure keep its `records()` for the next flush. Returns rows written."""
+    def _write_or_keep(self, kind: str, project: str, day: date, table: pa.Table, failed: list[tuple]) -> int:
+        """Write one partition file; on failure keep the table for the next flush. Returns rows written."""
         try:
             self._write_table(kind, project, day, table)
         except Exception as exc:  # noqa: BLE001 - keep the rows, retry next flush
-            failed.extend(records())
+            failed.append((kind, project, day, table))
             self._write_failed(kind, project, table.num_rows, exc)
             return 0
         with self._lock:
@@ -434,7 +506,9 @@ def _repeated(values: Any, rows: np.ndarray | None, kind: str) -> pa.Array:
     import numpy as np
     import pyarrow as pa
 
-    if kind == "timestamp":
+    if isinstance(values, pa.Array):
+        array = values
+    elif kind == "timestamp":
         micros = np.round(np.asarray(values, dtype=np.float64) * 1e6).astype(np.int64)
         array = pa.array(micros, pa.timestamp("us", tz="UTC"))
     else:
@@ -489,19 +563,20 @@ def _joined(columns: dict[str, list[Any]], rows: list[int]) -> dict[str, np.ndar
     return joined
 
 
-def _split_by_day(table: pa.Table, ts: list[float]) -> Iterator[tuple[date, list[int] | None, pa.Table]]:
-    """(UTC day, record positions or None for all, rows) of a batch's table: one part unless it spans midnight."""
+def _split_by_day(table: pa.Table) -> Iterator[tuple[date, pa.Table]]:
+    """(UTC day, its rows) of a table with a `ts` column: one part unless it spans midnight."""
     import numpy as np
+    import pyarrow as pa
 
-    days = (np.asarray(ts) // 86400).astype(np.int64)
+    days = table.column("ts").cast(pa.int64()).to_numpy() // 86_400_000_000
+    if not len(days):
+        return
     first = int(days[0])
     if (days == first).all():
-        yield date(1970, 1, 1) + timedelta(days=first), None, table
+        yield date(1970, 1, 1) + timedelta(days=first), table
         return
-    row_days = table.column("ts").to_numpy().astype("datetime64[D]").astype(np.int64)
     for day in np.unique(days):
-        yield (date(1970, 1, 1) + timedelta(days=int(day)), np.flatnonzero(days == day).tolist(),
-               table.filter(row_days == day))
+        yield date(1970, 1, 1) + timedelta(days=int(day)), table.filter(days == day)
 
 
 def prediction_table(records: list[Record]) -> pa.Table:
