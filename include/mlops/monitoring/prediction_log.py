@@ -93,11 +93,14 @@ class PackedPredictions:
     """
 
     __slots__ = ("project", "layout", "buffers", "ids", "id_ends", "ts", "rows", "version", "latency_ms",
-                 "backend", "device", "thermal_state", "total_rows")
+                 "backend", "device", "thermal_state", "total_rows", "ndarray")
 
     def __init__(self, project: str, layout: tuple[tuple[int, str, Any, tuple[int, ...]], ...]):
         from array import array
 
+        import numpy as np
+
+        self.ndarray = np.ndarray  # looked up once: `append` runs on every request
         self.project, self.layout = project, layout
         self.buffers = [bytearray() for _ in layout]
         self.ids, self.id_ends = bytearray(), array("q")  # request ids as UTF-8, and where each one ends
@@ -124,20 +127,17 @@ class PackedPredictions:
     def append(self, request_id: str, ts: float, rows: int, version: int, backend: str, device: str,
                thermal_state: str, latency_ms: float, inputs: dict[str, Any], outputs: dict[str, Any]) -> bool:
         """Pack one prediction; False, with nothing packed, unless its arrays have this batch's layout."""
-        from numpy import ndarray
-
-        sources, arrays = (inputs, outputs), []
+        ndarray = self.ndarray
         try:
             for side, name, dtype, shape in self.layout:
-                array = sources[side][name]
-                if type(array) is not ndarray or (array.dtype is not dtype and array.dtype != dtype) or array.shape[1:] != shape or array.shape[0] != rows:
+                array = (outputs if side else inputs)[name]
+                if array.__class__ is not ndarray or (array.dtype is not dtype and array.dtype != dtype) or array.shape[1:] != shape or array.shape[0] != rows:
                     return False
-                arrays.append(array)
             self.version.append(version)
         except (KeyError, IndexError, TypeError, OverflowError):  # another name, a 0-d array, a version that is no int
             return False
-        for buffer, array in zip(self.buffers, arrays):
-            buffer += array.tobytes()  # C order whatever the strides
+        for (side, name, _, _), buffer in zip(self.layout, self.buffers):
+            buffer += (outputs if side else inputs)[name].tobytes()  # C order whatever the strides
         self.ids += request_id.encode()
         self.id_ends.append(len(self.ids))
         self.ts.append(ts)
