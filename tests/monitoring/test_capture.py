@@ -17,8 +17,8 @@ from fastapi.testclient import TestClient
 from mlops_testing import free_port, wait_for
 
 from mlops.monitoring.prediction_log import accuracy, log_root, read_feedback, read_predictions
-from mlops.serving import gateway as gateway_module
 from mlops.serving.gateway import create_app
+from mlops.serving.request_ids import RecentRequests
 from mlops.settings import Settings
 
 pytestmark = pytest.mark.timeout(300)
@@ -171,7 +171,7 @@ def test_routed_predictions_are_captured_with_the_route_backend(app, client, reg
         write_route(registry.settings, None, ROUTED)
 
 
-def test_feedback_joins_the_log_and_gives_accuracy(app, client, registry, monkeypatch):
+def test_feedback_joins_the_log_and_gives_accuracy(app, client, registry):
     since = datetime.now(UTC) - HOUR
     x = np.random.default_rng(3).standard_normal((4, 32)).astype(np.float32)
     batch = client.post(_url(LOCAL), json={"inputs": {"x": x.tolist()}}, headers=HEADERS).json()
@@ -203,7 +203,7 @@ def test_feedback_joins_the_log_and_gives_accuracy(app, client, registry, monkey
     assert client.post(_feedback_url("no_such_project"), json={"request_id": "e" * 32, "label": 1}, headers=HEADERS).status_code == 404
 
     # an id the gateway no longer remembers (older than its window, or from before a restart): stored as given
-    monkeypatch.setattr(gateway_module, "RECENT_REQUESTS", 2)
+    app.state.gateway.recent_requests = RecentRequests(2)
     old = client.post(_url(LOCAL), json={"inputs": {"x": x[:2].tolist()}}, headers=HEADERS).json()
     for _ in range(2):
         client.post(_url(LOCAL), json={"inputs": {"x": x[:1].tolist()}}, headers=HEADERS)

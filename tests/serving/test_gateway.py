@@ -174,6 +174,10 @@ def test_probes_and_metrics(client):
     assert _count(after, route, "422") == _count(before, route, "422") + 1
     assert f'mlops_gateway_request_duration_seconds_count{{route="{route}"}}' in after
     assert 'le="+Inf"' in after
+    batched = re.findall(rf'mlops_gateway_(batches|batched_requests)_total\{{model="{MLP}",version="\d+"\}} (\d+)', after)
+    assert {kind for kind, _ in batched} == {"batches", "batched_requests"}
+    counts = dict((kind, int(n)) for kind, n in batched)
+    assert 1 <= counts["batches"] <= counts["batched_requests"]
 
 
 def test_readyz_is_503_without_models(tmp_path):

@@ -39,14 +39,14 @@ model rescans the registry (at most every `rescan_seconds`), so new registration
 without a restart; `reload()` (or POST /v1/reload) forces it.
 
 Prediction capture (`capture=True`, the default): every successful predict gets a request id
-(32 random hex digits, `"request_id"` in the body; no header: it cost the server and every client a
+(32 hex digits, 24 of them random: `mlops.serving.request_ids`; `"request_id"` in the body; no header: it cost the server and every client a
 header line per request) and is handed to a
 `monitoring.prediction_log.PredictionLogWriter` with its validated inputs, outputs, version,
 backend ("mlx", "pytorch", "ray", "bentoml"), device, latency and the thermal state the writer
 thread refreshes; the writer appends it to `<MLOPS_HOME>/monitoring/predictions/` in batches
 off the request path, and is flushed at shutdown. Feedback body: `{"request_id": id,
 "labels": [one per row]}` or `{"request_id": id, "label": x}` for a one-row request. The last
-`RECENT_REQUESTS` ids are remembered with their project and row count: a known id answers 200
+`RECENT_REQUESTS` ids (rounded up to a power of two) are remembered with their project and row count: a known id answers 200
 (404 if it was another project's, 422 for a wrong number of labels); an id older than that (or
 from before a restart) cannot be checked and is stored as given with 202 (a wrong one joins no
 prediction). A project that is not registered is 404; ids are 32 hex digits (else 422).
@@ -59,10 +59,8 @@ import asyncio
 import hmac
 import json
 import math
-import os
 import threading
 import time
-from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
@@ -74,6 +72,7 @@ from mlops.monitoring.prediction_log import PredictionLogWriter, log_root, read_
 from mlops.serving.batching import MicroBatcher, predict_many, predict_many_async
 from mlops.serving.gc_freeze import freeze_long_lived
 from mlops.serving.registry_models import MLX, BackendUnavailable, ModelCatalog
+from mlops.serving.request_ids import RecentRequests
 from mlops.serving.routes import Route, RouteWatcher, routes_file
 
 if TYPE_CHECKING:
@@ -167,6 +166,22 @@ def render_gc() -> str:
         "# TYPE mlops_gateway_gc_frozen_objects gauge",
         f"mlops_gateway_gc_frozen_objects {gc.get_freeze_count()}",
     ]) + "\n"
+
+
+def render_batching(local: dict[tuple[str, int], MicroBatcher], routed: dict[str, MicroBatcher]) -> str:
+    """Micro-batching by model version (in-process) and by deployment URL: requests per batch is batches' yield."""
+    lines = [
+        "# HELP mlops_gateway_batches_total Model calls made by the micro-batcher.",
+        "# TYPE mlops_gateway_batches_total counter",
+        "# HELP mlops_gateway_batched_requests_total Requests answered by those calls.",
+        "# TYPE mlops_gateway_batched_requests_total counter",
+    ]
+    targets = [(f'model="{name}",version="{version}"', b) for (name, version), b in sorted(local.items())]
+    targets += [(f'target="{url}"', b) for url, b in sorted(routed.items())]
+    for labels, batcher in targets:
+        lines.append(f"mlops_gateway_batches_total{{{labels}}} {batcher.batches}")
+        lines.append(f"mlops_gateway_batched_requests_total{{{labels}}} {batcher.requests}")
+    return "\n".join(lines) + "\n"
 
 
 def render_capture(snapshot: dict[str, Any]) -> str:
@@ -378,20 +393,17 @@ class Gateway:
             if capture
             else None
         )
-        self.recent_requests: OrderedDict[str, tuple[str, int]] = OrderedDict()  # request id -> (project, rows)
+        self.recent_requests = RecentRequests(RECENT_REQUESTS)  # request ids, and (project, rows) of the last ones
 
     def captured(
         self, project: str, version: int, backend: str, device: str | None, started: float,
         inputs: dict[str, np.ndarray], outputs: dict[str, Any],
     ) -> str:
         """Hand one served prediction to the prediction log (no I/O here); returns its request id."""
-        request_id = os.urandom(16).hex()  # 128 random bits as uuid4 has, a quarter of its cost
         rows = len(next(iter(inputs.values())))
+        request_id = self.recent_requests.new(project, rows)
         latency_ms = 1000 * (time.perf_counter() - started)
         self.capture.record(project, request_id, version, backend, device, latency_ms, inputs, outputs, rows)
-        self.recent_requests[request_id] = (project, rows)
-        while len(self.recent_requests) > RECENT_REQUESTS:
-            self.recent_requests.popitem(last=False)
         return request_id
 
     def client(self) -> Any:
@@ -633,6 +645,7 @@ def create_app(
         if gateway.capture is not None:
             text += render_capture(gateway.capture.snapshot())
         text += render_gc()
+        text += render_batching(gateway.batchers, gateway.route_batchers)
         return PlainTextResponse(text, media_type="text/plain; version=0.0.4; charset=utf-8")
 
     @app.get("/v1/models", dependencies=[Depends(require_key)])
@@ -727,4 +740,4 @@ def create_app(
     return app
 
 
-__all__ = ["Gateway", "Metrics", "create_app", "parse_feedback", "parse_inputs", "render_capture", "render_gc", "to_array"]
+__all__ = ["Gateway", "Metrics", "create_app", "parse_feedback", "parse_inputs", "render_batching", "render_capture", "render_gc", "to_array"]
