@@ -151,6 +151,8 @@ def test_a_batch_packs_only_its_own_layout_and_copies_the_bytes():
         ({"y": x}, outputs, 2),
         ({"x": x.tolist()}, outputs, 2),
         ({"x": np.float32(1)}, outputs, 2),
+        ({"x": np.array(1.0, np.float32)}, outputs, 2),
+        ({"x": x}, {**outputs, "probabilities": np.zeros((2, 5), np.float32)}, 2),  # x is copied, then taken back
     ]
     for inputs, outs, rows in refused:
         assert not batch.append("r", 1.0, rows, 1, "mlx", "cpu", "fair", 1.0, inputs, outs)

@@ -93,7 +93,7 @@ class PackedPredictions:
     """
 
     __slots__ = ("project", "layout", "buffers", "ids", "id_ends", "ts", "rows", "version", "latency_ms",
-                 "backend", "device", "thermal_state", "total_rows", "ndarray")
+                 "backend", "device", "thermal_state", "total_rows", "ndarray", "specs", "row_bytes")
 
     def __init__(self, project: str, layout: tuple[tuple[int, str, Any, tuple[int, ...]], ...]):
         from array import array
@@ -102,6 +102,8 @@ class PackedPredictions:
 
         self.ndarray = np.ndarray  # looked up once: `append` runs on every request
         self.project, self.layout = project, layout
+        self.specs = tuple((side, name, dtype, (1, *shape), shape) for side, name, dtype, shape in layout)
+        self.row_bytes = tuple(dtype.itemsize * int(np.prod(shape, dtype=np.int64)) for _, _, dtype, shape in layout)
         self.buffers = [bytearray() for _ in layout]
         self.ids, self.id_ends = bytearray(), array("q")  # request ids as UTF-8, and where each one ends
         self.ts, self.latency_ms = array("d"), array("d")
@@ -126,28 +128,37 @@ class PackedPredictions:
 
     def append(self, request_id: str, ts: float, rows: int, version: int, backend: str, device: str,
                thermal_state: str, latency_ms: float, inputs: dict[str, Any], outputs: dict[str, Any]) -> bool:
-        """Pack one prediction; False, with nothing packed, unless its arrays have this batch's layout."""
-        ndarray = self.ndarray
+        """Pack one prediction; False, with nothing packed, unless its arrays have this batch's layout.
+
+        One pass checks and copies each array (`.shape` builds a tuple per call: read once); a
+        mismatch takes back what this call copied.
+        """
+        ndarray, buffers, copied = self.ndarray, self.buffers, 0
         try:
-            for side, name, dtype, shape in self.layout:
+            for side, name, dtype, one_row, shape in self.specs:
                 array = (outputs if side else inputs)[name]
-                if array.__class__ is not ndarray or (array.dtype is not dtype and array.dtype != dtype) or array.shape[1:] != shape or array.shape[0] != rows:
-                    return False
-            self.version.append(version)
-        except (KeyError, IndexError, TypeError, OverflowError):  # another name, a 0-d array, a version that is no int
-            return False
-        for (side, name, _, _), buffer in zip(self.layout, self.buffers):
-            buffer += (outputs if side else inputs)[name].tobytes()  # C order whatever the strides
-        self.ids += request_id.encode()
-        self.id_ends.append(len(self.ids))
-        self.ts.append(ts)
-        self.latency_ms.append(latency_ms)
-        self.rows.append(rows)
-        self.backend.append(backend)
-        self.device.append(device)
-        self.thermal_state.append(thermal_state)
-        self.total_rows += rows
-        return True
+                if array.__class__ is not ndarray or (array.dtype is not dtype and array.dtype != dtype) or array.shape != (one_row if rows == 1 else (rows, *shape)):
+                    break
+                buffers[copied] += array.tobytes()  # C order whatever the strides
+                copied += 1
+            else:
+                self.version.append(version)
+                self.ids += request_id.encode()
+                self.id_ends.append(len(self.ids))
+                self.ts.append(ts)
+                self.latency_ms.append(latency_ms)
+                self.rows.append(rows)
+                self.backend.append(backend)
+                self.device.append(device)
+                self.thermal_state.append(thermal_state)
+                self.total_rows += rows
+                return True
+        except (KeyError, TypeError, OverflowError):  # another name, a version that is no int
+            pass
+        for buffer, row_bytes in zip(buffers[:copied], self.row_bytes):
+            if row_bytes:
+                del buffer[-row_bytes * rows :]
+        return False
 
     @property
     def request_id(self) -> pa.Array:
