@@ -262,7 +262,7 @@ def test_capture_off_is_the_old_gateway(registry, tmp_path):
         response = c.post(_url(LOCAL), json={"inputs": {"x": [[0.0] * 32]}}, headers=HEADERS)
         assert response.status_code == 200 and "request_id" not in response.json()
         assert c.post(_feedback_url(LOCAL), json={"request_id": "a" * 32, "label": 1}, headers=HEADERS).status_code == 503
-        assert "capture" not in c.get("/metrics").text
+        assert "mlops_gateway_capture" not in c.get("/metrics").text
     assert not (tmp_path / "monitoring").exists()
 
 
