@@ -50,6 +50,8 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import numpy as np
     import pandas as pd
 
@@ -228,7 +230,7 @@ def save_report(
     snapshot (insufficient data, schema mismatch) is still logged to MLflow, with no HTML or
     Evidently snapshot: the history shows the checks that could not decide too.
     """
-    from mlops.monitoring.evidently_workspace import add_snapshot
+    from mlops.monitoring.evidently_workspace import add_snapshot, serialize
 
     result = snapshot_or_result if isinstance(snapshot_or_result, DriftResult) else None
     snapshot = result.snapshot if result is not None else snapshot_or_result
@@ -238,27 +240,34 @@ def save_report(
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
     run_name = run_name or f"drift-{stamp}"
 
-    html_path = None
+    html_path = document = None
     if snapshot is not None:
-        folder = settings.home / "monitoring" / "reports" / project
-        folder.mkdir(parents=True, exist_ok=True)
-        html_path = folder / f"{run_name}.html"
-        suffix = 1
-        while html_path.exists():  # the same run name twice: keep both reports
-            suffix += 1
-            html_path = folder / f"{run_name}-{suffix}.html"
-        snapshot.save_html(str(html_path))
+        html, document = serialize(snapshot, run_name)
+        html_path = _report_path(settings, project, run_name)
+        html_path.write_text(html, encoding="utf-8")
 
     run_id = _log_mlflow_run(settings, project, run_name, summary, html_path)
     evidently_project_id = evidently_snapshot_id = None
-    if snapshot is not None:
-        evidently_project_id, evidently_snapshot_id = add_snapshot(settings, project, snapshot, run_name)
+    if document is not None:
+        evidently_project_id, evidently_snapshot_id = add_snapshot(settings, project, document)
     return {
         "html": str(html_path) if html_path is not None else None,
         "mlflow_run_id": run_id,
         "evidently_project_id": evidently_project_id,
         "evidently_snapshot_id": evidently_snapshot_id,
     }
+
+
+def _report_path(settings: Settings, project: str, run_name: str) -> Path:
+    """A new file for the HTML report: the same run name twice keeps both reports."""
+    folder = settings.home / "monitoring" / "reports" / project
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{run_name}.html"
+    suffix = 1
+    while path.exists():
+        suffix += 1
+        path = folder / f"{run_name}-{suffix}.html"
+    return path
 
 
 # -- arguments ---------------------------------------------------------------------------------

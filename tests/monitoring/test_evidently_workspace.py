@@ -1,0 +1,87 @@
+"""serialize makes what Evidently makes; add_snapshot writes what its Workspace reads, not reading stored snapshots."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlops.monitoring.evidently_workspace import add_snapshot, serialize, workspace_dir
+
+
+@pytest.fixture
+def settings(tmp_path, monkeypatch):
+    from mlops.settings import Settings
+
+    monkeypatch.setenv("MLOPS_HOME", str(tmp_path))
+    return Settings.from_env()
+
+
+@pytest.fixture(scope="module")
+def snapshot():
+    from evidently import Report
+    from evidently.presets import DataDriftPreset
+
+    rng = np.random.default_rng(0)
+    frame = lambda shift: pd.DataFrame({"x": rng.normal(shift, size=200), "y": rng.normal(size=200)})  # noqa: E731
+    return Report([DataDriftPreset()], include_tests=True).run(frame(1.0), frame(0.0))
+
+
+def store(settings, project: str, snapshot, name: str) -> tuple[str, str]:
+    return add_snapshot(settings, project, serialize(snapshot, name)[1])
+
+
+def test_serialize_makes_evidentlys_html_and_snapshot_document(snapshot):
+    html, document = serialize(snapshot, "drift-1")
+
+    assert snapshot.get_name() == "drift-1"
+    assert document == snapshot.to_snapshot_model().dict()
+    assert document["tests_widgets"]  # the tests' widgets are in the HTML too
+    assert fixed(html) == fixed(snapshot.get_html_str(as_iframe=False))
+
+
+def fixed(html: str) -> str:
+    """`html` without the two ids made anew at each rendering: the dashboard's and its group widget's."""
+    html = re.sub(r"metric_[0-9a-f]{32}", "DASHBOARD", html)
+    return re.sub(r'("type": "group", "title": "", "size": 2, "id": )"[^"]+"', r"\1GROUP", html, count=1)
+
+
+def test_snapshots_land_in_one_project_evidently_can_read(settings, snapshot):
+    from evidently.ui.workspace import Workspace
+
+    first = store(settings, "demo", snapshot, "drift-1")
+    second = store(settings, "demo", snapshot, "drift-2")
+    other = store(settings, "other", snapshot, "drift-1")
+
+    workspace = Workspace(str(workspace_dir(settings)))
+    (project,) = workspace.search_project("demo")
+    assert first[0] == second[0] == str(project.id) != other[0]
+    assert project.description == "Drift checks of demo"
+    assert sorted(str(s) for s in workspace.list_runs(project.id)) == sorted([first[1], second[1]])
+    assert workspace.get_run(project.id, second[1]).name == "drift-2"
+
+
+def test_stored_snapshots_are_not_read(settings, snapshot):
+    """A broken stored snapshot (Workspace() refuses to load one) or a stray directory does not stop the next check."""
+    project_id, _ = store(settings, "demo", snapshot, "drift-1")
+    root = workspace_dir(settings)
+    (root / project_id / "snapshots" / f"{uuid.uuid4()}.json").write_text("{}")
+    (root / str(uuid.uuid4())).mkdir()  # a UUID-named directory without metadata.json
+
+    again, snapshot_id = store(settings, "demo", snapshot, "drift-2")
+
+    assert again == project_id
+    assert (root / project_id / "snapshots" / f"{snapshot_id}.json").exists()
+
+
+def test_the_smallest_id_wins_among_projects_of_one_name(settings, snapshot):
+    from evidently.sdk.models import ProjectModel
+    from evidently.ui.storage.local.base import LocalState
+
+    state = LocalState(str(workspace_dir(settings)))
+    made = [state.write_project(ProjectModel(name="demo")).id for _ in range(3)]
+
+    assert store(settings, "demo", snapshot, "drift-1")[0] == str(min(made, key=str))
