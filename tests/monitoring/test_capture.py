@@ -18,7 +18,7 @@ from mlops_testing import free_port, wait_for
 
 from mlops.monitoring.prediction_log import accuracy, log_root, read_feedback, read_predictions
 from mlops.serving.gateway import create_app
-from mlops.serving.request_ids import RecentRequests
+from mlops.monitoring.request_ids import RecentRequests
 from mlops.settings import Settings
 
 pytestmark = pytest.mark.timeout(300)
@@ -203,13 +203,13 @@ def test_feedback_joins_the_log_and_gives_accuracy(app, client, registry):
     assert client.post(_feedback_url("no_such_project"), json={"request_id": "e" * 32, "label": 1}, headers=HEADERS).status_code == 404
 
     # an id the gateway no longer remembers (older than its window, or from before a restart): stored as given
-    app.state.gateway.recent_requests = RecentRequests(2)
+    app.state.gateway.capture.recent = RecentRequests(2)
     old = client.post(_url(LOCAL), json={"inputs": {"x": x[:2].tolist()}}, headers=HEADERS).json()
     for _ in range(2):
         client.post(_url(LOCAL), json={"inputs": {"x": x[:1].tolist()}}, headers=HEADERS)
     late = client.post(_feedback_url(LOCAL), json={"request_id": old["request_id"], "labels": old["outputs"]["label"]}, headers=HEADERS)
     assert late.status_code == 202 and late.json()["validated"] is False
-    assert len(app.state.gateway.recent_requests) == 2
+    assert len(app.state.gateway.capture.recent) == 2
 
     app.state.gateway.capture.flush()
     labels = read_feedback(registry.settings, LOCAL, since)

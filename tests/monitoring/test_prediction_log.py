@@ -190,7 +190,8 @@ def test_more_layouts_than_batches_take_the_general_path(settings):
     for length in range(1, MAX_LAYOUTS + 4):
         tokens = np.arange(length, dtype=np.int32)[None, :]
         writer.record("p", f"{length:032x}", 1, "mlx", "cpu", 1.0, {"tokens": tokens}, {"y": np.zeros(1)}, 1, ts=now + length)
-    assert len(writer._batches["p", "tokens", None, "y"]) == MAX_LAYOUTS and len(writer._buffer) == 3
+    writer.lookup("0" * 32)  # packs what is queued
+    assert len(writer._batches["p", "tokens", None, "y"]) == MAX_LAYOUTS and len(writer._unpacked) == 3
     assert writer.flush() == MAX_LAYOUTS + 3
     frame = read_predictions(settings, "p", since=datetime.fromtimestamp(now - 60, UTC))
     assert frame["in.tokens_max"].tolist() == list(range(MAX_LAYOUTS + 3))
@@ -369,3 +370,17 @@ def test_sampling_reader_stays_in_bounded_memory(big_log):
     # (~70-90 MB), so: a generous absolute bound, and 10x the rows may not cost noticeably more.
     assert whole["peak_mb"] < 150, whole
     assert whole["peak_mb"] < one_file["peak_mb"] + 40, (whole, one_file)
+
+
+def test_the_request_path_only_queues_and_the_writer_packs_soon(settings):
+    """`record` queues a tuple; the writer thread packs the queue within `drain_seconds` (or at DRAIN_AT waiting)."""
+    from mlops_testing import wait_for
+
+    writer = _writer(settings, drain_seconds=0.05)
+    request_id = writer.request_id()
+    writer.record("p", request_id, 1, "mlx", "cpu", 1.0, {"x": np.zeros((2, 32), np.float32)}, _mlp_outputs(2), 2)
+    assert writer.snapshot()["buffered_rows"] == 2
+    wait_for(lambda: not writer._queue and writer._batches, timeout=10, what="the writer thread to pack the queue")
+    assert writer.recent.get(request_id) == ("p", 2) and writer.lookup(request_id) == ("p", 2)
+    assert writer.flush() == 2 and writer.flush_cpu_seconds > 0
+    writer.close()

@@ -39,14 +39,14 @@ model rescans the registry (at most every `rescan_seconds`), so new registration
 without a restart; `reload()` (or POST /v1/reload) forces it.
 
 Prediction capture (`capture=True`, the default): every successful predict gets a request id
-(32 hex digits, 24 of them random: `mlops.serving.request_ids`; `"request_id"` in the body; no header: it cost the server and every client a
+(32 hex digits, 24 of them random: `mlops.monitoring.request_ids`; `"request_id"` in the body; no header: it cost the server and every client a
 header line per request) and is handed to a
 `monitoring.prediction_log.PredictionLogWriter` with its validated inputs, outputs, version,
 backend ("mlx", "pytorch", "ray", "bentoml"), device, latency and the thermal state the writer
 thread refreshes; the writer appends it to `<MLOPS_HOME>/monitoring/predictions/` in batches
 off the request path, and is flushed at shutdown. Feedback body: `{"request_id": id,
 "labels": [one per row]}` or `{"request_id": id, "label": x}` for a one-row request. The last
-`RECENT_REQUESTS` ids (rounded up to a power of two) are remembered with their project and row count: a known id answers 200
+`prediction_log.RECENT_REQUESTS` ids (rounded up to a power of two) are remembered with their project and row count: a known id answers 200
 (404 if it was another project's, 422 for a wrong number of labels); an id older than that (or
 from before a restart) cannot be checked and is stored as given with 202 (a wrong one joins no
 prediction). A project that is not registered is 404; ids are 32 hex digits (else 422).
@@ -72,7 +72,6 @@ from mlops.monitoring.prediction_log import PredictionLogWriter, log_root, read_
 from mlops.serving.batching import MicroBatcher, predict_many, predict_many_async
 from mlops.serving.gc_freeze import freeze_long_lived
 from mlops.serving.registry_models import MLX, BackendUnavailable, ModelCatalog
-from mlops.serving.request_ids import RecentRequests
 from mlops.serving.routes import Route, RouteWatcher, routes_file
 
 if TYPE_CHECKING:
@@ -82,7 +81,6 @@ if TYPE_CHECKING:
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 INT32 = (-(2**31), 2**31 - 1)
-RECENT_REQUESTS = 100_000  # request ids the feedback route can check (project, rows)
 
 
 class GatewayError(Exception):
@@ -393,17 +391,15 @@ class Gateway:
             if capture
             else None
         )
-        self.recent_requests = RecentRequests(RECENT_REQUESTS)  # request ids, and (project, rows) of the last ones
 
     def captured(
         self, project: str, version: int, backend: str, device: str | None, started: float,
         inputs: dict[str, np.ndarray], outputs: dict[str, Any],
     ) -> str:
         """Hand one served prediction to the prediction log (no I/O here); returns its request id."""
-        rows = len(next(iter(inputs.values())))
-        request_id = self.recent_requests.new(project, rows)
+        request_id = self.capture.request_id()
         latency_ms = 1000 * (time.perf_counter() - started)
-        self.capture.record(project, request_id, version, backend, device, latency_ms, inputs, outputs, rows)
+        self.capture.record(project, request_id, version, backend, device, latency_ms, inputs, outputs, len(next(iter(inputs.values()))))
         return request_id
 
     def client(self) -> Any:
@@ -720,7 +716,7 @@ def create_app(
         except (ValueError, UnicodeDecodeError) as exc:
             raise InputError([], f"invalid JSON: {exc}", "json") from None
         request_id, labels = parse_feedback(payload)
-        known = gateway.recent_requests.get(request_id)
+        known = gateway.capture.lookup(request_id)
         if known is None:
             await gateway.in_thread(gateway.catalog.ensure_scanned)
             if project not in gateway.catalog.names():
