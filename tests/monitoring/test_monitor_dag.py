@@ -16,7 +16,6 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import numpy as np
-import pytest
 from mlops_testing import free_port, sqlite_rows
 
 REPO = Path(__file__).resolve().parents[2]
