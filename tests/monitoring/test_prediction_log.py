@@ -384,3 +384,17 @@ def test_the_request_path_only_queues_and_the_writer_packs_soon(settings):
     assert writer.recent.get(request_id) == ("p", 2) and writer.lookup(request_id) == ("p", 2)
     assert writer.flush() == 2 and writer.flush_cpu_seconds > 0
     writer.close()
+
+
+def test_a_prediction_that_cannot_be_logged_is_dropped_and_counted_not_fatal(settings, caplog):
+    """The request path only queues, so a malformed call surfaces in the writer: it is dropped, named, and the log goes on."""
+    writer = _writer(settings)
+    now = time.time()
+    writer.record("p", "a" * 32, 1, "mlx", "cpu", 1.0, [[0.0] * 32], _mlp_outputs(1), 1, ts=now)  # inputs not a mapping
+    writer.record("p", "b" * 32, 1, "mlx", "cpu", 1.0, {"x": np.zeros((1, 32), np.float32)}, _mlp_outputs(1), 1, ts=now)
+    with caplog.at_level(logging.WARNING, logger="mlops.monitoring.prediction_log"):
+        assert writer.flush() == 1
+    assert f"dropped request {'a' * 32} of p, which cannot be logged" in caplog.text
+    assert writer.counts["dropped", "predictions"] == 1 and writer.snapshot()["buffered_rows"] == 0
+    assert read_predictions(settings, "p", since=datetime.fromtimestamp(now - 60, UTC))["request_id"].tolist() == ["b" * 32]
+    writer.close()

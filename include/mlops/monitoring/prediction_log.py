@@ -378,15 +378,27 @@ class PredictionLogWriter:
         with self._lock:
             queue, self._queue = self._queue, type(self._queue)()
         remember = self.recent.remember
-        for project, request_id, version, backend, device, latency_ms, inputs, outputs, rows, ts, thermal in queue:
-            remember(request_id, project, rows)
-            for batch in self._batches.get((project, *inputs, None, *outputs), ()):
-                # one, unless the arrays' shapes changed (a new version, variable-length inputs)
-                if batch.append(request_id, ts, rows, version, backend, device, thermal, latency_ms, inputs, outputs):
-                    break
-            else:
-                self._pack_or_keep(Record(PREDICTIONS, project, ts, rows,
-                                          (request_id, version, backend, device, thermal, latency_ms, inputs, outputs)))
+        for item in queue:
+            project, request_id, version, backend, device, latency_ms, inputs, outputs, rows, ts, thermal = item
+            try:
+                remember(request_id, project, rows)
+                for batch in self._batches.get((project, *inputs, None, *outputs), ()):
+                    # one, unless the arrays' shapes changed (a new version, variable-length inputs)
+                    if batch.append(request_id, ts, rows, version, backend, device, thermal, latency_ms, inputs, outputs):
+                        break
+                else:
+                    self._pack_or_keep(Record(PREDICTIONS, project, ts, rows,
+                                              (request_id, version, backend, device, thermal, latency_ms, inputs, outputs)))
+            except Exception as exc:  # noqa: BLE001 - one malformed prediction must not stop the log
+                self._drop_malformed(project, request_id, rows, exc)
+
+    def _drop_malformed(self, project: str, request_id: str, rows: int, exc: Exception) -> None:
+        """A queued prediction that cannot be logged at all (inputs or outputs not name -> array mappings)."""
+        with self._lock:
+            self._buffered_rows -= rows
+            self.counts["dropped", PREDICTIONS] += rows
+        log.warning("prediction log: dropped request %s of %s, which cannot be logged: %s: %s",
+                    request_id, project, type(exc).__name__, exc)
 
     def _pack_or_keep(self, record: Record) -> None:
         """A prediction no batch took: a new batch for its layout, else (not packable, or too many
@@ -416,14 +428,17 @@ class PredictionLogWriter:
             self._wake.clear()
             if self._stopping:
                 return
-            if self._buffered_rows >= self.flush_rows or time.monotonic() - last_flush >= self.flush_seconds:
-                self.flush()
-                last_flush = time.monotonic()
-            elif self._queue:
-                cpu_started = time.thread_time()
-                with self._pack_lock:
-                    self._drain()
-                self.flush_cpu_seconds += time.thread_time() - cpu_started
+            try:
+                if self._buffered_rows >= self.flush_rows or time.monotonic() - last_flush >= self.flush_seconds:
+                    self.flush()
+                    last_flush = time.monotonic()
+                elif self._queue:
+                    cpu_started = time.thread_time()
+                    with self._pack_lock:
+                        self._drain()
+                    self.flush_cpu_seconds += time.thread_time() - cpu_started
+            except Exception:  # a bug here must not silently end capture: log it, go on
+                log.exception("prediction log: the writer thread's pass failed (retried at the next one)")
 
     def _refresh_thermal(self) -> None:
         if self._thermal is None or time.monotonic() - self._thermal_read_at < self._thermal_seconds:
