@@ -17,6 +17,8 @@ task really does, end to end, on a real project:
   whole window (read before the clock starts, no sampling): Evidently alone on those rows.
   `bare+html`: the same, and its HTML report saved to a file, the least a user keeps of a check
   (the operator keeps the HTML, logs it to MLflow and adds the snapshot to Evidently's workspace).
+  `bare+paths`: bare, with plotly's path parser memoized as `check_drift` does
+  (`mlops.monitoring.plotly_paths`): operator / bare+paths is the operator's own overhead.
 
 Each variant runs in its own fresh subprocess; memory is the peak RSS (VmHWM) of that process,
 reset after the warm-up. The operator's peak includes reading the window; bare's frames are in
@@ -107,7 +109,7 @@ def run_case(variant: str, repeat: int) -> dict:
     import warnings
 
     warnings.simplefilter("ignore")  # Evidently/SciPy deprecation noise; both sides alike
-    if variant in ("bare", "bare+html"):
+    if variant in ("bare", "bare+html", "bare+paths"):
         from evidently import Report
         from evidently.presets import DataDriftPreset
 
@@ -120,6 +122,10 @@ def run_case(variant: str, repeat: int) -> dict:
         reference = load_reference(settings, PROJECT).frame
         current = read_predictions(settings, PROJECT, since=window_start(_config().monitoring.window_hours))
         current = current[[c for c in current.columns if c.startswith("in.")]]
+        if variant == "bare+paths":
+            from mlops.monitoring import plotly_paths
+
+            plotly_paths.install()
         Report([DataDriftPreset()]).run(current.iloc[:2000], reference.iloc[:2000])  # warm-up
         html = Path(tempfile.mkdtemp()) / "report.html"
 
@@ -217,7 +223,7 @@ def main() -> None:
         set_up(args.reference)
         print(f"{FEATURES} input columns ({SHIFTED} shifted by 0.5 sd); reference: the training split of {args.reference} samples")
         header = (
-            f"{'rows':>9} {'variant':>9} {'runs':>4} {'compared':>15} {'first s':>8} {'wall s':>8} {'cpu s':>8} {'peak MB':>8}"
+            f"{'rows':>9} {'variant':>10} {'runs':>4} {'compared':>15} {'first s':>8} {'wall s':>8} {'cpu s':>8} {'peak MB':>8}"
             f" {'wall/bare':>9} {'peak/bare':>9}  steps (s)"
         )
         print(header)
@@ -226,10 +232,10 @@ def main() -> None:
             write_log(rows)
             repeat = 1 if rows >= 1_000_000 else args.repeat
             bare = None
-            for variant in ("bare", "bare+html", "operator"):
+            for variant in ("bare", "bare+html", "bare+paths", "operator"):
                 result = measure(variant, repeat, args.timeout)
                 if "error" in result:
-                    print(f"{rows:>9} {variant:>9} {repeat:>4}  {result['error']}", flush=True)
+                    print(f"{rows:>9} {variant:>10} {repeat:>4}  {result['error']}", flush=True)
                     continue
                 bare = result if variant == "bare" else bare
                 ratios = f" {result['wall_s'] / bare['wall_s']:>9.2f} {result['peak_mb'] / bare['peak_mb']:>9.2f}" if bare else " " * 20
@@ -237,7 +243,7 @@ def main() -> None:
                 first = f"{result['first_s']:>8.2f}" if result["first_s"] is not None else f"{'':>8}"
                 steps = "  " + " ".join(f"{k}={v:.2f}" for k, v in result.get("steps", {}).items())
                 print(
-                    f"{rows:>9} {variant:>9} {result['runs']:>4} {compared:>15} {first} {result['wall_s']:>8.2f}"
+                    f"{rows:>9} {variant:>10} {result['runs']:>4} {compared:>15} {first} {result['wall_s']:>8.2f}"
                     f" {result['cpu_s']:>8.2f} {result['peak_mb']:>8.0f}{ratios}{steps if variant != 'bare' else ''}",
                     flush=True,
                 )

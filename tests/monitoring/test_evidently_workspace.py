@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 
@@ -9,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlops.monitoring.evidently_workspace import add_snapshot, serialize, workspace_dir
+from mlops.monitoring.evidently_workspace import add_snapshot, serialize, snapshot_json, workspace_dir
 
 
 @pytest.fixture
@@ -35,12 +36,48 @@ def store(settings, project: str, snapshot, name: str) -> tuple[str, str]:
 
 
 def test_serialize_makes_evidentlys_html_and_snapshot_document(snapshot):
+    from evidently.legacy.utils import NumpyEncoder
+
     html, document = serialize(snapshot, "drift-1")
 
     assert snapshot.get_name() == "drift-1"
-    assert document == snapshot.to_snapshot_model().dict()
-    assert document["tests_widgets"]  # the tests' widgets are in the HTML too
+    # the very text LocalState.write_snapshot writes
+    assert document == json.dumps(snapshot.to_snapshot_model().dict(), cls=NumpyEncoder)
+    assert json.loads(document)["tests_widgets"]  # the tests' widgets are in the HTML too
     assert fixed(html) == fixed(snapshot.get_html_str(as_iframe=False))
+
+
+def test_snapshot_json_is_dict_then_json_for_any_model():
+    """Models that exclude fields or shape their own dict, numpy values, nesting: the text `dict()` + NumpyEncoder gives."""
+    from evidently.legacy.utils import NumpyEncoder
+    from pydantic.v1 import BaseModel, Field
+
+    class Leaf(BaseModel):
+        value: float
+        hidden: str = Field("secret", exclude=True)
+
+    class Shaped(BaseModel):
+        a: int = 1
+
+        def dict(self, **kwargs):
+            return {"shaped": True, **super().dict(**kwargs)}
+
+    class Root(BaseModel):
+        class Config:
+            arbitrary_types_allowed = True
+
+        leaves: list = []
+        table: dict = {}
+        array: np.ndarray = None
+
+    root = Root(
+        leaves=[Leaf(value=1.5), [Shaped(), {"deep": Leaf(value=np.float64(2.0))}]],
+        table={"n": np.int64(3), "x": [0.1, None, "s"]},
+        array=np.arange(3.0),
+    )
+
+    assert snapshot_json(root) == json.dumps(root.dict(), cls=NumpyEncoder)
+    assert "secret" not in snapshot_json(root) and '"shaped": true' in snapshot_json(root)
 
 
 def fixed(html: str) -> str:

@@ -38,6 +38,8 @@ What is checked, and what happens to bad data (no bad data raises; only wrong ar
   is the share of tested columns that drifted (Evidently's `DriftedColumnsCount`), and the status
   is `drift` when it is at least the `drift_share` argument (Evidently's dataset-drift rule),
   else `ok`.
+* Speed: Evidently draws the report with plotly, whose property-path parser is memoized first
+  (`plotly_paths`: the same report, about a fifth less time).
 """
 
 from __future__ import annotations
@@ -532,6 +534,9 @@ def _evidently_report(
     from evidently import DataDefinition, Dataset, Report
     from evidently.presets import DataDriftPreset
 
+    from mlops.monitoring import plotly_paths
+
+    plotly_paths.install()  # the same report, ~20 % sooner (plotly re-parses property paths)
     # Every type list given: Evidently infers nothing, and every column is numerical.
     definition = DataDefinition(
         numerical_columns=tested,
