@@ -80,6 +80,12 @@ def test_snapshot_json_is_dict_then_json_for_any_model():
     assert "secret" not in snapshot_json(root) and '"shaped": true' in snapshot_json(root)
 
 
+def test_add_snapshot_names_what_it_takes(settings, snapshot):
+    with pytest.raises(TypeError, match=r"JSON text .*serialize\(\).*got dict"):
+        add_snapshot(settings, "demo", snapshot.to_snapshot_model().dict())
+    assert not list(workspace_dir(settings).glob("*/snapshots/*.json"))
+
+
 def fixed(html: str) -> str:
     """`html` without the two ids made anew at each rendering: the dashboard's and its group widget's."""
     html = re.sub(r"metric_[0-9a-f]{32}", "DASHBOARD", html)

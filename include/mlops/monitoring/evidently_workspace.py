@@ -130,6 +130,10 @@ def add_snapshot(settings: Settings, project: str, document: str) -> tuple[str, 
     from evidently.legacy.core import new_id
     from evidently.ui.storage.local.base import LocalState
 
+    if not isinstance(document, str):
+        raise TypeError(
+            f"add_snapshot stores a snapshot's JSON text (the second value serialize() returns), got {type(document).__name__}"
+        )
     root = workspace_dir(settings)
     root.mkdir(parents=True, exist_ok=True)
     state = LocalState(str(root))
