@@ -95,6 +95,7 @@ def build_lifecycle_dag(config: ProjectConfig, source: Path) -> DAG:
         catchup=False,
         max_active_runs=1,
         tags=[config.name, "mlops", *config.tags],
+        is_paused_upon_creation=config.paused,  # active unless the YAML says `paused: true`
         auto_register=False,  # the loader exports DAGs by name; see dags/project_errors.py
         doc_md=_doc_md(config, source),
         default_args=default_args,
@@ -145,6 +146,7 @@ def _companion_dag(config: ProjectConfig, source: Path, kind: str, description: 
         catchup=False,
         max_active_runs=1,
         tags=[config.name, "mlops", kind, *config.tags],
+        is_paused_upon_creation=config.paused,
         auto_register=False,
         doc_md=f"# {config.name}: {kind}\n\nDefined in `{source}`.\n\n{doc}",
         default_args=_default_args(config),
@@ -225,21 +227,37 @@ class ProjectDags:
     errors: dict[Path, list[str]] = field(default_factory=dict)
 
     def error_report(self) -> str:
+        import shlex
+
+        from mlops.config.errors import printable
+
         lines = [f"{len(self.errors)} project file(s) could not become DAGs; the other projects' DAGs are loaded."]
         for path, messages in sorted(self.errors.items()):
-            lines.extend(f"  {m}" for m in messages)
-        lines.append("Check them locally with: mlops validate " + " ".join(str(p) for p in sorted(self.errors)))
+            lines.extend(f"  {printable(m)}" for m in messages)
+        paths = " ".join(shlex.quote(printable(str(p))) for p in sorted(self.errors))
+        lines.append("Check them locally with: mlops validate " + paths)
         return "\n".join(lines)
 
 
 def collect_project_dags(projects_dir: Path | None = None, build: bool = True) -> ProjectDags:
-    """Every valid project's DAG (unless `build` is False), and located errors for every invalid file."""
-    from mlops.config import load_projects, project_files
+    """Every valid project's DAG (unless `build` is False), and located errors for every invalid file.
+
+    No file can make this raise: one that cannot be read, decoded or parsed (a FIFO, a broken
+    symlink, UTF-16, a billion-laughs document...) is an error of that file; a projects folder
+    that cannot be listed is one error naming the folder.
+    """
+    from mlops.config import ConfigError, load_projects, project_files
     from mlops.settings import get_settings
 
-    directory = projects_dir or get_settings().projects_dir
+    directory = Path(projects_dir or get_settings().projects_dir)
     result = ProjectDags()
-    configs, errors = load_projects(project_files(directory))
+    try:
+        paths = project_files(directory)
+    except OSError as exc:
+        error = ConfigError(str(directory), None, None, "", f"cannot list the projects folder: {exc.strerror or exc}")
+        result.errors[directory] = [error.format()]
+        return result
+    configs, errors = load_projects(paths)
     for path, config_errors in errors.items():
         result.errors[path] = [e.format() for e in config_errors]
     if not build:

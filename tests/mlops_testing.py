@@ -70,7 +70,9 @@ def set_zone_state(root: Path, state: str, n: int = 0) -> None:
 def airflow_cluster(
     tmp_path: Path, extra_env: dict[str, str], setup: Callable[[dict[str, str], str], None] | None = None
 ) -> Iterator[dict[str, Any]]:
-    """Real api-server + scheduler + dag-processor on 127.0.0.1 over a fresh SQLite DB; stopped by PID.
+    """Real api-server + scheduler + dag-processor + triggerer on 127.0.0.1 over a fresh SQLite DB; stopped by PID.
+
+    DAGs keep the committed defaults: nothing here unpauses them (the factory makes them active).
 
     `setup(env, airflow_binary)` runs after `airflow db migrate`, before the servers start.
     """
@@ -87,7 +89,6 @@ def airflow_cluster(
         AIRFLOW__CORE__EXECUTION_API_SERVER_URL=f"http://127.0.0.1:{port}/execution/",
         AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL="5",
         AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC="1",
-        AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION="False",
         **extra_env,
     )
     airflow = str(Path(sys.executable).with_name("airflow"))
@@ -96,10 +97,16 @@ def airflow_cluster(
         setup(env, airflow)
     procs = []
     try:
-        for argv in (["api-server", "--host", "127.0.0.1", "--port", str(port)], ["scheduler", "--skip-serve-logs"], ["dag-processor"]):
+        services = (
+            ["api-server", "--host", "127.0.0.1", "--port", str(port)],
+            ["scheduler", "--skip-serve-logs"],
+            ["dag-processor"],
+            ["triggerer", "--skip-serve-logs"],
+        )
+        for argv in services:
             log = open(logs / f"{argv[0]}.log", "wb")
             procs.append(subprocess.Popen([airflow, *argv], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
-        yield {"env": env, "db": state / "airflow" / "airflow.db", "logs": logs, "airflow": airflow}
+        yield {"env": env, "db": state / "airflow" / "airflow.db", "logs": logs, "airflow": airflow, "port": port, "state": state}
     finally:
         # dag-processor, scheduler, then the api-server: running tasks still reach the API while the scheduler stops.
         for proc in reversed(procs):

@@ -12,20 +12,37 @@ from mlops.settings import get_settings
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    """Validate project YAMLs: every error, with file:line:column, field and a hint; exit 1 on any."""
-    from mlops.config import load_projects, project_files
+    """Validate project YAMLs: every error, with file:line:column, field and a hint; exit 1 on any.
 
+    Any file that cannot be read, decoded or parsed is one located error (never a traceback),
+    the others are still checked; exit 2 only for a named path that does not exist at all.
+    """
+    from mlops.config import ConfigError, load_projects, project_files
+    from mlops.config.errors import printable
+
+    for stream in (sys.stdout, sys.stderr):  # a message must never fail to print (e.g. PYTHONIOENCODING=ascii)
+        try:
+            stream.reconfigure(errors="backslashreplace")
+        except (AttributeError, ValueError):
+            pass
     paths: list[Path] = []
+    errors: dict[Path, list[ConfigError]] = {}
     for raw in args.paths or [str(get_settings().projects_dir)]:
         path = Path(raw)
         if path.is_dir():
-            paths.extend(project_files(path))
-        elif path.exists():
+            try:
+                paths.extend(project_files(path))
+            except OSError as exc:
+                paths.append(path)
+                reason = f"cannot list the folder: {exc.strerror or exc}"
+                errors[path] = [ConfigError(str(path), None, None, "", reason)]
+        elif os.path.lexists(path):  # a broken symlink is a file to report, not a typo
             paths.append(path)
         else:
-            print(f"{path}: no such file or directory", file=sys.stderr)
+            print(f"{printable(str(path))}: no such file or directory", file=sys.stderr)
             return 2
-    configs, errors = load_projects(paths)
+    configs, load_errors = load_projects([p for p in paths if p not in errors])
+    errors.update(load_errors)
     if not args.no_hardware:
         _check_machine(configs, errors)
     for path in paths:
@@ -33,7 +50,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
             for error in errors[path]:
                 print(error.format())
         elif not args.quiet:
-            print(f"{path}: ok ({configs[path].dag_id})")
+            print(f"{printable(str(path))}: ok ({configs[path].dag_id})")
     count = sum(len(e) for e in errors.values())
     print(f"{len(paths)} file(s), {len(errors)} invalid, {count} error(s)", file=sys.stderr)
     return 1 if errors else 0

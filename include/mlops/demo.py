@@ -6,19 +6,41 @@ gateway and prints the API key it generated; `mlops down` stops what it started.
 `monitoring.enabled` it then sends traffic whose inputs are shifted away from the training
 data (with feedback labels), and runs the monitor DAG, which finds the drift and requests
 retraining.
+
+Airflow's own output (every task's log) goes to one file per demo, whose path it prints; the
+terminal gets a line per task as it ends (state, time, result), a failed task's error, and the
+summary.
 """
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from mlops.airflow_env import airflow_environment
+from mlops.dag_test_runner import DagTestRun, error_excerpt, run_dag_test
 from mlops.services import migrate
 from mlops.settings import Settings
+
+
+def demo_log(settings: Settings, project: str) -> Path:
+    """The file this demo's Airflow output goes to (one per demo run, kept under the state folder)."""
+    return settings.home / "logs" / f"demo-{project}-{time.strftime('%Y%m%d-%H%M%S')}.log"
+
+
+def dag_step(airflow: str, dag_id: str, env: dict[str, str], log: Path) -> DagTestRun | None:
+    """Run one DAG with `airflow dags test`, a line per task; None (and the error printed) if it failed."""
+    print(f"== {dag_id}", flush=True)
+    run = run_dag_test(airflow, dag_id, env, log, echo=lambda line: print(line, flush=True))
+    if run.ok:
+        return run
+    failed = ", ".join(s.task_id for s in run.failed_steps()) or f"airflow dags test (exit {run.returncode})"
+    print(f"\n{dag_id} failed at {failed} after {run.seconds:.0f} s. Its error:", file=sys.stderr)
+    print(error_excerpt(log) or "(no error found in the log)", file=sys.stderr)
+    print(f"Whole log: {log}", file=sys.stderr)
+    return None
 
 
 def lifecycle_summary(settings: Settings, project: str) -> dict[str, Any]:
@@ -58,18 +80,15 @@ def run_demo(settings: Settings, project: str) -> int:
         return 1
     env = airflow_environment(settings)
     airflow = str(Path(sys.executable).with_name("airflow"))
+    log = demo_log(settings, project)
+    print(f"== Airflow's output and task logs go to {log}", flush=True)
     print("== initialising the Airflow metadata DB", flush=True)
     migrate(settings)
-    dag_id = f"{project}__lifecycle"
-    print(f"== airflow dags test {dag_id}", flush=True)
-    start = time.monotonic()
-    done = subprocess.run([airflow, "dags", "test", dag_id], env=env)
-    seconds = time.monotonic() - start
-    if done.returncode != 0:
-        print(f"lifecycle of {project} failed (exit {done.returncode}); the task logs are above", file=sys.stderr)
-        return done.returncode
+    run = dag_step(airflow, f"{project}__lifecycle", env, log)
+    if run is None:
+        return 1
     summary = lifecycle_summary(settings, project)
-    print(f"\n== {project}: lifecycle done in {seconds:.0f} s")
+    print(f"\n== {project}: lifecycle done in {run.seconds:.0f} s")
     print(f"DVC data version      {summary['data_version']}")
     print(f"DVC model version     {summary['model_dvc_version']}")
     print(f"MLflow experiment     {summary['experiment']}   (tracking store: {settings.tracking_uri})")
@@ -81,11 +100,11 @@ def run_demo(settings: Settings, project: str) -> int:
         print(f"  {name:22}{value:.4f}")
     config = load_project(source)
     if config.serving.enabled and registered:
-        code = serve_demo(settings, project, airflow, env)
+        code = serve_demo(settings, project, airflow, env, log)
         if code:
             return code
         if config.monitoring.enabled:
-            code = monitor_demo(settings, project, airflow, env)
+            code = monitor_demo(settings, project, airflow, env, log)
             if code:
                 return code
     print(f"\nOpen the UIs:  .venv/bin/mlops up   (Airflow http://{settings.bind_host}:{settings.airflow_port}, "
@@ -93,7 +112,7 @@ def run_demo(settings: Settings, project: str) -> int:
     return 0
 
 
-def serve_demo(settings: Settings, project: str, airflow: str, env: dict[str, str]) -> int:
+def serve_demo(settings: Settings, project: str, airflow: str, env: dict[str, str], log: Path) -> int:
     """Deploy the registered version through the deploy DAG and predict once through the gateway."""
     import json
     import urllib.request
@@ -115,14 +134,10 @@ def serve_demo(settings: Settings, project: str, airflow: str, env: dict[str, st
         if service.health_url and not wait_healthy(service.health_url, pid=pid):
             print(f"{service.name} did not start; see {settings.run_dir / (service.name + '.log')}", file=sys.stderr)
             return 1
-    dag_id = f"{project}__deploy"
-    print(f"== airflow dags test {dag_id}", flush=True)
-    start_time = time.monotonic()
-    done = subprocess.run([airflow, "dags", "test", dag_id], env=service_env)
-    if done.returncode != 0:
-        print(f"deploy of {project} failed (exit {done.returncode}); the task log is above", file=sys.stderr)
-        return done.returncode
-    deploy_seconds = time.monotonic() - start_time
+    run = dag_step(airflow, f"{project}__deploy", service_env, log)
+    if run is None:
+        return 1
+    deploy_seconds = run.seconds
 
     gateway = f"http://{settings.bind_host}:{settings.gateway_port}"
     headers = {"Content-Type": "application/json", "X-API-Key": key}
@@ -156,7 +171,9 @@ def _gateway_json(settings: Settings, path: str, key: str, body: dict | None = N
         return json.loads(response.read())
 
 
-def monitor_demo(settings: Settings, project: str, airflow: str, env: dict[str, str], requests: int = 200) -> int:
+def monitor_demo(
+    settings: Settings, project: str, airflow: str, env: dict[str, str], log: Path, requests: int = 200
+) -> int:
     """Shifted traffic with feedback through the gateway, then the monitor DAG; print what it found."""
     import numpy as np
 
@@ -179,12 +196,8 @@ def monitor_demo(settings: Settings, project: str, airflow: str, env: dict[str, 
             truth = rng.integers(0, len(probabilities[0]), len(probabilities)).tolist()
             _gateway_json(settings, f"/v1/projects/{project}/feedback", key, {"request_id": answer["request_id"], "labels": truth})
     time.sleep(6)  # the capture writer flushes every 5 s
-    dag_id = f"{project}__monitor"
-    print(f"== airflow dags test {dag_id}", flush=True)
-    done = subprocess.run([airflow, "dags", "test", dag_id], env=env)
-    if done.returncode != 0:
-        print(f"the monitor run of {project} failed (exit {done.returncode}); the task logs are above", file=sys.stderr)
-        return done.returncode
+    if dag_step(airflow, f"{project}__monitor", env, log) is None:
+        return 1
     import mlflow
 
     configure(settings)

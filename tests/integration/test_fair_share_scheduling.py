@@ -63,6 +63,7 @@ def project(dag_id, priority, runs, pool, weight_rule):
         end_date=START + timedelta(hours=runs - 1),
         catchup=True,
         max_active_runs=2,
+        is_paused_upon_creation=False,
     ) as dag:
         Work(task_id="work", pool=pool, priority_weight=priority, weight_rule=weight_rule)
     return dag
@@ -73,7 +74,7 @@ fsb = project("fsb__load", {PRIORITY["b"]}, {RUNS["b"]}, "{COMPUTE_POOL}", FAIR)
 ctla = project("ctla__load", {PRIORITY["a"]}, {RUNS["a"]}, "fs_control", "absolute")
 ctlb = project("ctlb__load", {PRIORITY["b"]}, {RUNS["b"]}, "fs_control", "absolute")
 
-with DAG("tick", schedule=None, start_date=START, catchup=False) as tick:
+with DAG("tick", schedule=None, start_date=START, catchup=False, is_paused_upon_creation=False) as tick:
     Work(task_id="work")
 '''
 

@@ -41,3 +41,15 @@ def test_tasks_carry_owner_retries_backoff_priority_and_docs():
         assert task.priority_weight == 8 and task.weight_rule == "operators.fair_share.FairShareWeight" and task.doc_md
         assert task.max_retry_delay == timedelta(minutes=10)
     assert dag.get_task("version_artifacts").trigger_rule == "none_failed"
+
+
+def test_every_dag_of_a_project_is_active_unless_the_yaml_pauses_it():
+    from operators.factory import build_deploy_dag, build_monitor_dag
+
+    extra = "serving:\n  enabled: true\nmonitoring:\n  enabled: true\n"
+    for yaml_text, paused in ((YAML + extra, False), (YAML + extra + "paused: true\n", True)):
+        config = parse_project_text(yaml_text, "factory_check.yaml")
+        source = Path("projects/factory_check.yaml")
+        dags = [build(config, source) for build in (build_lifecycle_dag, build_deploy_dag, build_monitor_dag)]
+        # An explicit value on each DAG: airflow.cfg's dags_are_paused_at_creation no longer decides.
+        assert [d.is_paused_upon_creation for d in dags] == [paused] * 3

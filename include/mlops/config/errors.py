@@ -3,7 +3,26 @@
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass
+
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def _escape(char: str) -> str:
+    code = ord(char)
+    if 0xDC80 <= code <= 0xDCFF:  # an undecodable byte of a file name (surrogateescape)
+        return f"\\x{code - 0xDC00:02x}"
+    return ascii(char)[1:-1]
+
+
+def printable(text: str) -> str:
+    """`text` on one printable line: control characters and undecodable bytes as backslash escapes.
+
+    A file name may hold a newline or bytes that are not UTF-8; printing it raw would split an
+    error over lines, or raise UnicodeEncodeError when written out.
+    """
+    return _UNPRINTABLE.sub(lambda m: _escape(m.group()), text)
 
 
 @dataclass(frozen=True)
@@ -24,7 +43,7 @@ class ConfigError:
         text = f"{where}: {self.field or '<file>'}: {self.message}"
         if self.suggestion:
             text += f" ({self.suggestion})"
-        return text
+        return printable(text)
 
 
 class ProjectConfigError(ValueError):

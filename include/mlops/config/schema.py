@@ -180,6 +180,12 @@ class ProjectConfig(Section):
     schedule: str | None = Field(None, description="Cron expression or preset (@daily); none = manual runs only.")
     priority: int = Field(5, ge=1, le=10, description="1 (lowest) to 10 (highest): the tasks' priority weight.")
     retries: int = Field(2, ge=0, le=10, description="Retries of every task, with exponential backoff.")
+    paused: bool = Field(
+        False,
+        description="Create the project's DAGs paused. By default they are active as soon as they appear, so "
+        "a registered model is deployed, the monitor runs and a retrain request runs the lifecycle with "
+        "nobody unpausing anything. Applies when a DAG is first created; the UI's toggle rules after that.",
+    )
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig
     training: TrainingConfig = Field(default_factory=TrainingConfig)
