@@ -271,8 +271,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from mlops import telemetry
     from mlops.settings import SettingsError
 
+    telemetry.apply(os.environ)  # `mlops serve`, `mlops evidently-ui`... started by hand phone home neither
     try:
         return _dispatch(sys.argv[1:] if argv is None else argv)
     except SettingsError as exc:  # a bad MLOPS_* variable: say which, no traceback

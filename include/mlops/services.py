@@ -20,6 +20,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from mlops import telemetry
 from mlops.airflow_env import airflow_environment
 from mlops.serving.ray_cluster import head_argv, ray_environment
 from mlops.settings import Settings
@@ -225,6 +226,13 @@ def mlflow_auth_environment(settings: Settings) -> dict[str, str]:
     }
 
 
+def service_environment(settings: Settings) -> dict[str, str]:
+    """The environment every service of `up` gets: Airflow's, the Ray token, MLflow's login, telemetry off."""
+    env = {**airflow_environment(settings), **ray_environment(settings), **mlflow_auth_environment(settings)}
+    env["MLOPS_TRACKING_URI"] = f"http://{settings.bind_host}:{settings.mlflow_port}"
+    return dict(telemetry.apply(env))  # no phoning home by default (mlops.telemetry; MLOPS_TELEMETRY=on opts in)
+
+
 def up(settings: Settings) -> dict[str, int]:
     """Start every service (the MLflow server first) and wait for the HTTP ones to be healthy."""
     from mlops.serving.api_keys import ensure_api_key
@@ -232,8 +240,7 @@ def up(settings: Settings) -> dict[str, int]:
     migrate(settings)
     sync_pools(settings)
     ensure_api_key(settings)  # the gateway never starts without a key
-    env = {**airflow_environment(settings), **ray_environment(settings), **mlflow_auth_environment(settings)}
-    env["MLOPS_TRACKING_URI"] = f"http://{settings.bind_host}:{settings.mlflow_port}"
+    env = service_environment(settings)
     pids = {}
     for service in platform_services(settings):
         pids[service.name] = start(settings, service, env)

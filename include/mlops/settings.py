@@ -22,6 +22,7 @@ One object, read from the environment with documented defaults, so no module rea
 | MLOPS_SERVING_MEMORY_GB | 25 % of RAM, at least 1                  | memory every project's replicas share (the Ray head's `memory` resource) |
 | MLOPS_POOL_REFRESH_SECONDS | 30                                    | how often the scheduler re-sizes the mlx pools to the thermal state (0: only at DAG-run starts) |
 | MLOPS_HARDWARE_ROOT    | (unset: /)                                | fake /sys + /proc tree for the Linux readers (tests, simulations) |
+| MLOPS_TELEMETRY        | (unset: off)                              | `on`: libraries' usage telemetry left to their defaults (mlops.telemetry) |
 """
 
 from __future__ import annotations

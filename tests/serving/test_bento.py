@@ -190,3 +190,23 @@ def test_another_project_in_the_same_process(served, built):
     got = service.predict({name: value.tolist() for name, value in inputs.items()})
     for name, value in _expected(src / "model", inputs).items():
         np.testing.assert_allclose(np.asarray(got[name]), value, rtol=1e-5, atol=1e-5)
+
+
+def test_bentoml_runs_uv_from_the_venv_not_from_path(tmp_path: Path):
+    """A newcomer has no uv on PATH and the venv has no pip: BentoML must take the locked uv."""
+    code = (
+        "import json, shutil, sys, subprocess\n"
+        "from bentoml._internal.configuration import get_uv_command\n"
+        "cmd = get_uv_command()\n"
+        "out = subprocess.run([*cmd, '--version'], capture_output=True, text=True, check=True).stdout\n"
+        "print(json.dumps({'cmd': cmd, 'version': out, 'on_path': shutil.which('uv')}))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PATH")}
+    env["PATH"] = "/usr/sbin:/usr/bin:/sbin:/bin"
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    found = json.loads(done.stdout.splitlines()[-1])
+    # With no uv in the system folders (a newcomer's machine), the venv's: the version uv.lock pins.
+    assert found["cmd"] == ([sys.executable, "-m", "uv"] if found["on_path"] is None else [found["on_path"]]), found
+    if found["on_path"] is None:
+        assert found["version"].startswith(f"uv {importlib.metadata.version('uv')}")

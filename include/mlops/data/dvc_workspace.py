@@ -16,6 +16,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from mlops.telemetry import telemetry_allowed
+
 if TYPE_CHECKING:
     from dvc.repo import Repo
 
@@ -64,6 +66,13 @@ def open_workspace(settings: Settings, remote_url: str | None = None) -> Repo:
     with repo.config.edit() as conf:
         conf["core"]["remote"] = REMOTE_NAME
         conf["core"]["autostage"] = False
+        # No phoning home (mlops.telemetry): a `dvc` command run in this workspace would send a
+        # usage report and check for updates (the Repo API used here does neither).
+        for key in ("analytics", "check_update"):
+            if telemetry_allowed():
+                conf["core"].pop(key, None)  # DVC's own default (on), or the user's global config
+            else:
+                conf["core"][key] = False
         conf["cache"]["type"] = CACHE_TYPES
         conf["cache"]["shared"] = "group"
         remote = {"url": url}

@@ -56,11 +56,14 @@ def mlflow_credentials(settings: Settings) -> dict[str, str]:
 
 def configure(settings: Settings) -> None:
     """Point this process's MLflow client at the platform's store."""
+    from mlops import telemetry
+
+    # Nothing leaves the machine (set before mlflow's import, which starts its telemetry client);
+    # a monorepo's uv.lock is not the model's environment.
+    telemetry.apply(os.environ)
+    os.environ.setdefault("MLFLOW_LOG_UV_FILES", "false")
     import mlflow
 
-    # A monorepo's uv.lock is not the model's environment; and nothing leaves the machine.
-    os.environ.setdefault("MLFLOW_LOG_UV_FILES", "false")
-    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
     if settings.tracking_uri.startswith("sqlite:///"):
