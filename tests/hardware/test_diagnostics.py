@@ -1,16 +1,35 @@
-"""Failure diagnosis rules on recorded snapshots: the cause follows the evidence, never a guess."""
+"""Failure diagnosis rules on snapshots: the cause follows the evidence, never a guess.
+
+The snapshots below are hand-made (no public source records ``snapshot()`` at a
+failure); only the thermal fields of the nominal ones come from a real
+``pmset -g therm`` recording (fixtures/recorded/, see fixtures/SOURCES.md),
+read through the same parser the live thermal reader uses.
+"""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 from mlops.hardware.diagnostics import CAUSES, Diagnosis, diagnose, format_report, snapshot
+from mlops.hardware.macos import parse_pmset_therm
 
 GiB = 2**30
 
-# Recorded on a 16 GB M2 Pro while a too-large batch was training (MLX limited to 4 GiB).
+# Verbatim `pmset -g therm` of an M1 Pro MacBook Pro 14" on macOS 12.1 (exelban/stats#749).
+REAL_NOMINAL_PMSET = parse_pmset_therm(
+    (Path(__file__).parent / "fixtures/recorded/m1pro_macbookpro14_2021_stats749/pmset-therm.txt").read_text()
+)
+REAL_NOMINAL_THERMAL = {
+    "thermal_state": REAL_NOMINAL_PMSET.state,
+    "thermal_detail": REAL_NOMINAL_PMSET.detail,
+    "thermal_source": REAL_NOMINAL_PMSET.source,
+}
+
+# hand-made: a 16 GiB, 12-CPU Apple Silicon Mac while a too-large batch was training (MLX limited to
+# 4 GiB); the memory, swap, MLX and load values are invented, the thermal fields are the real recording's.
 OOM_SNAPSHOT = {
     "taken_at": "2026-03-02T10:15:04+00:00",
     "memory_percent": 97.1,
@@ -18,9 +37,7 @@ OOM_SNAPSHOT = {
     "memory_total_bytes": 16 * GiB,
     "swap_used_bytes": int(6.2 * GiB),
     "swap_percent": 77.5,
-    "thermal_state": "nominal",
-    "thermal_detail": "no thermal warning level has been recorded",
-    "thermal_source": "pmset -g therm",
+    **REAL_NOMINAL_THERMAL,
     "mlx_active_memory_bytes": int(3.1 * GiB),
     "mlx_peak_memory_bytes": int(3.9 * GiB),
     "mlx_cache_memory_bytes": 0,
@@ -30,7 +47,8 @@ OOM_SNAPSHOT = {
     "load_average": [7.9, 6.2, 4.0],
     "cpu_count": 12,
 }
-# The same machine, idle but hot (pmset: CPU speed limited).
+# hand-made: the same machine, idle but hot (pmset: CPU speed limited); no public recording of a
+# throttled `pmset -g therm` was found, so the critical thermal fields are invented too.
 HOT_SNAPSHOT = {
     **OOM_SNAPSHOT,
     "memory_percent": 41.0,
@@ -42,8 +60,8 @@ HOT_SNAPSHOT = {
     "mlx_active_memory_bytes": int(0.2 * GiB),
     "mlx_peak_memory_bytes": int(0.6 * GiB),
 }
-CALM_SNAPSHOT = {**HOT_SNAPSHOT, "thermal_state": "nominal", "thermal_detail": "no thermal warning level has been recorded"}
-# A Linux CI host without MLX and without thermal zones.
+CALM_SNAPSHOT = {**HOT_SNAPSHOT, **REAL_NOMINAL_THERMAL}
+# hand-made: a Linux CI host without MLX and without thermal zones.
 UNKNOWN_SNAPSHOT = {
     "memory_percent": 22.0, "memory_available_bytes": 12 * GiB, "memory_total_bytes": 16 * GiB,
     "swap_used_bytes": "unknown", "swap_percent": "unknown",
@@ -51,6 +69,14 @@ UNKNOWN_SNAPSHOT = {
     "mlx_active_memory_bytes": "unknown", "mlx_peak_memory_bytes": "unknown", "mlx_memory_limit_bytes": "unknown",
     "mlx_device": "unknown", "mlx_in_process": False, "load_average": "unknown", "cpu_count": 2,
 }
+
+
+def test_the_real_recording_reads_nominal():
+    assert REAL_NOMINAL_THERMAL == {
+        "thermal_state": "nominal",
+        "thermal_detail": "no thermal warning recorded; no performance warning recorded; no CPU power status recorded",
+        "thermal_source": "pmset -g therm",
+    }
 
 
 def test_memory_error_with_pressure_and_swap_is_out_of_memory_high():

@@ -1,4 +1,8 @@
-"""probe(), probe_from_dir() on recorded bundles, and the ``mlops hardware`` CLI."""
+"""probe(), probe_from_dir() on bundles, and the ``mlops hardware`` CLI.
+
+``fixtures/recorded/*`` are verbatim outputs of real Macs (see fixtures/SOURCES.md);
+``m2pro_bundle``, ``intel_throttled_bundle`` and ``partial_bundle`` are hand-made.
+"""
 
 from __future__ import annotations
 
@@ -15,19 +19,22 @@ from mlops.hardware.cli import main
 from mlops.hardware.model import MLX_DEVICES, THERMAL_STATES, UNKNOWN
 
 FIXTURES = Path(__file__).parent / "fixtures"
-M2 = FIXTURES / "m2pro_bundle"
-INTEL = FIXTURES / "intel_throttled_bundle"
-PARTIAL = FIXTURES / "partial_bundle"
+RECORDED = FIXTURES / "recorded"
+M2 = FIXTURES / "m2pro_bundle"  # hand-made
+INTEL = FIXTURES / "intel_throttled_bundle"  # hand-made
+PARTIAL = FIXTURES / "partial_bundle"  # hand-made
+M4MAX = RECORDED / "m4max_archspec_sequoia"  # verbatim sysctl of an M4 Max, 64 GB
 GIB_32 = 32 * 2**30
 
 
-def test_m2_pro_bundle():
+def test_m2_pro_bundle_hand_made():
     profile = probe_from_dir(M2)
     assert isinstance(profile, HardwareProfile) and isinstance(profile.thermal, ThermalReading)
     assert profile.platform == "macos"
     assert profile.chip == "Apple M2 Pro"
     assert profile.is_apple_silicon is True
     assert (profile.performance_cores, profile.efficiency_cores) == (8, 4)
+    assert profile.cpu_core_levels == "8 Performance + 4 Efficiency"
     assert (profile.cpu_cores_physical, profile.cpu_cores_logical) == (12, 12)
     assert profile.memory_total_bytes == GIB_32
     assert profile.memory_total_gb == "32.0"
@@ -45,7 +52,7 @@ def test_m2_pro_bundle():
     assert profile.sources["mlx_device"] == str(M2 / "mlx-device-info.json")
 
 
-def test_intel_throttled_bundle():
+def test_intel_throttled_bundle_hand_made():
     profile = probe_from_dir(INTEL)
     assert profile.chip == profile.cpu_brand == "Intel(R) Core(TM) i9-9980HK CPU @ 2.40GHz"
     assert profile.is_apple_silicon is False
@@ -61,11 +68,64 @@ def test_intel_throttled_bundle():
 def test_partial_bundle_leaves_missing_files_unknown():
     profile = probe_from_dir(PARTIAL)
     assert profile.chip == "Apple M1"
-    assert (profile.performance_cores, profile.efficiency_cores) == (4, 4)
+    # Its levels carry no names (like real macOS 12/13 output): no P/E split is claimed.
+    assert (profile.performance_cores, profile.efficiency_cores) == (UNKNOWN, UNKNOWN)
+    assert profile.cpu_core_levels == "4 (level 0, unnamed) + 4 (level 1, unnamed)"
     assert profile.gpu_name == UNKNOWN and profile.gpu_cores == UNKNOWN
     assert profile.thermal.state == UNKNOWN
     assert profile.metal_available == UNKNOWN
     assert (profile.mlx_version, profile.mlx_device) == (UNKNOWN, UNKNOWN)
+
+
+def test_real_m4_max_sysctl_bundle():
+    profile = probe_from_dir(M4MAX)
+    assert profile.platform == "macos"
+    assert profile.chip == "Apple M4 Max" and profile.is_apple_silicon is True
+    assert (profile.performance_cores, profile.efficiency_cores) == (12, 4)
+    assert (profile.cpu_cores_physical, profile.cpu_cores_logical) == (16, 16)
+    assert profile.memory_total_bytes == 64 * 2**30 and profile.unified_memory is True
+    # Only sysctl was recorded: GPU, thermal and MLX stay unknown, never guessed.
+    assert (profile.gpu_name, profile.gpu_cores, profile.metal_available) == (UNKNOWN,) * 3
+    assert profile.thermal.state == UNKNOWN
+    assert (profile.mlx_version, profile.mlx_device) == (UNKNOWN, UNKNOWN)
+    assert profile.sources["performance_cores"] == str(M4MAX / "sysctl.txt")
+
+
+def test_real_m1_ioreg_bundle_gives_the_gpu_core_count():
+    bundle = RECORDED / "m1_macbookair10_1_thomaskaiser"
+    profile = probe_from_dir(bundle)
+    assert (profile.gpu_name, profile.gpu_cores) == ("Apple M1", 8)
+    assert profile.sources["gpu_cores"] == str(bundle / "ioreg-accelerator.txt")
+
+
+@pytest.mark.parametrize(
+    ("name", "speed_limit"),
+    [("m1pro_macbookpro14_2021_stats749", None), ("intel_macbook_12cpu_node_exporter2031", 100)],
+)
+def test_real_pmset_bundles_are_nominal(name, speed_limit):
+    profile = probe_from_dir(RECORDED / name)
+    assert profile.thermal.state == "nominal"
+    assert profile.thermal.cpu_speed_limit_percent == speed_limit
+    assert profile.thermal.source == str(RECORDED / name / "pmset-therm.txt")
+
+
+@pytest.mark.parametrize(
+    ("name", "chip", "cores"),
+    [("m2pro_mac14_10_cpufetch183", "Apple M2 Pro", (12, 8, 4)), ("m1pro_macbookpro18_1_cpufetch183", "Apple M1 Pro", (10, 8, 2))],
+)
+def test_real_system_profiler_hardware_text(name, chip, cores):
+    """Verbatim `system_profiler -detailLevel mini SPHardwareDataType` (text) of an M2 Pro and an M1 Pro.
+
+    The readers do not parse this command; the recordings check what the hand-made M2 Pro bundle
+    claims about the chip's core split against a real M2 Pro.
+    """
+    text = (RECORDED / name / "system_profiler-hardware-mini.txt").read_text()
+    assert f"      Chip: {chip}\n" in text
+    total, performance, efficiency = cores
+    assert f"Total Number of Cores: {total} ({performance} performance and {efficiency} efficiency)" in text
+    if chip == "Apple M2 Pro":
+        hand_made = probe_from_dir(M2)
+        assert (hand_made.cpu_cores_physical, hand_made.performance_cores, hand_made.efficiency_cores) == cores
 
 
 def test_empty_bundle_is_all_unknown(tmp_path):
@@ -121,6 +181,15 @@ def test_cli_from_dir_json(capsys):
     assert data["gpu_cores"] == 19
     assert data["thermal"]["state"] == "nominal"
     assert data["mlx_device"] == "gpu"
+
+
+def test_cli_from_dir_real_recording_json(capsys):
+    assert main(["--from-dir", str(M4MAX), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert (data["chip"], data["performance_cores"], data["efficiency_cores"]) == ("Apple M4 Max", 12, 4)
+    assert data["cpu_core_levels"] == "12 Performance + 4 Efficiency"
+    assert data["memory_total_gb"] == "64.0"
+    assert data["gpu_cores"] == UNKNOWN and data["thermal"]["state"] == UNKNOWN
 
 
 def test_cli_from_dir_table(capsys):

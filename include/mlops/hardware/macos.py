@@ -1,10 +1,17 @@
-"""macOS readers: ``sysctl``, ``system_profiler`` and ``pmset``.
+"""macOS readers: ``sysctl``, ``system_profiler``, ``pmset`` and ``ioreg``.
 
-Why: on a Mac the facts that matter for MLX (chip, P/E core split, unified
-memory size, GPU core count, thermal throttling) are only exposed through these
-three commands.  Parsers are pure functions over the commands' text so recorded
+Why: on a Mac the facts that matter for MLX (chip, core split, unified memory
+size, GPU core count, thermal throttling) are only exposed through these
+commands.  Parsers are pure functions over the commands' text so recorded
 outputs (support bundles, test fixtures) go through exactly the same code as a
 live read; readers run a command only when it exists on this machine.
+
+Performance levels are read by *name*, never by index or listing order:
+``sysctl`` lists ``hw.perflevel1.*`` before ``hw.perflevel0.*`` on some machines
+(a recorded M3 Max), and the names change by generation ("Performance" /
+"Efficiency" up to M4, "Super" / "Performance" on M5 Pro/Max, where level 0 is
+not the "Performance" level).  Levels without a name (older macOS such as
+Monterey prints none) give no performance/efficiency split at all.
 """
 
 from __future__ import annotations
@@ -18,11 +25,13 @@ from typing import Any
 
 from mlops.hardware.model import UNKNOWN, HardwareProfile, ThermalReading, worst_state
 
+#: Performance levels asked for (Apple Silicon has 2 so far; ``sysctl`` skips unknown ones).
+MAX_PERF_LEVELS = 4
 #: The keys read with one ``sysctl`` call.
 SYSCTL_KEYS = (
     "machdep.cpu.brand_string",
-    "hw.perflevel0.physicalcpu",  # performance cores (Apple Silicon only)
-    "hw.perflevel1.physicalcpu",  # efficiency cores (Apple Silicon only)
+    "hw.nperflevels",  # Apple Silicon (and macOS 12+) only
+    *(f"hw.perflevel{n}.{field}" for n in range(MAX_PERF_LEVELS) for field in ("name", "physicalcpu")),
     "hw.memsize",
     "hw.physicalcpu",
     "hw.logicalcpu",
@@ -32,7 +41,13 @@ SYSCTL_KEYS = (
 SYSCTL_CMD = ("sysctl", *SYSCTL_KEYS)
 SYSTEM_PROFILER_CMD = ("system_profiler", "SPDisplaysDataType", "-json")
 PMSET_CMD = ("pmset", "-g", "therm")
+#: The GPU's IORegistry entry with its properties (``gpu-core-count`` on Apple Silicon).
+IOREG_CMD = ("ioreg", "-r", "-d", "1", "-c", "IOAccelerator")
 COMMAND_TIMEOUT_S = 15.0
+
+#: Level names (lower case) counted as performance / efficiency cores.
+PERFORMANCE_LEVEL = "performance"
+EFFICIENCY_LEVEL = "efficiency"
 
 
 # --------------------------------------------------------------------------- parsers
@@ -50,6 +65,80 @@ def parse_sysctl(text: str) -> dict[str, str]:
         if match:
             values[match.group(1)] = match.group(2).strip()
     return values
+
+
+_PERFLEVEL_KEY = re.compile(r"^hw\.perflevel(\d+)\.(\w+)$")
+
+
+def perf_levels(values: dict[str, str]) -> list[dict[str, Any]]:
+    """The ``hw.perflevelN.*`` entries of a parsed ``sysctl``, one dict per level N.
+
+    Sorted by N (whatever order ``sysctl`` printed them in); each has ``level``,
+    ``name`` (``None`` when not reported) and ``physicalcpu`` / ``logicalcpu``
+    (int or "unknown").
+    """
+    levels: dict[int, dict[str, Any]] = {}
+    for key, value in values.items():
+        match = _PERFLEVEL_KEY.match(key)
+        if not match:
+            continue
+        number = int(match.group(1))
+        level = levels.setdefault(number, {"level": number, "name": None, "physicalcpu": UNKNOWN, "logicalcpu": UNKNOWN})
+        field = match.group(2)
+        if field == "name":
+            level["name"] = value.strip() or None
+        elif field in ("physicalcpu", "logicalcpu"):
+            level[field] = _to_int(value)
+    return [levels[n] for n in sorted(levels)]
+
+
+def core_split(values: dict[str, str]) -> dict[str, Any]:
+    """Performance / efficiency core counts from the performance levels' *names*.
+
+    ``performance`` sums the levels named "Performance", ``efficiency`` those
+    named "Efficiency" (0 when every level is named and none has that name, e.g.
+    an M5 Max's "Super" + "Performance").  Both are "unknown" when any level is
+    unnamed (older macOS prints no names), when no level has either name, when a
+    level counted has no core count, or when ``hw.nperflevels`` says levels are
+    missing from the output.  ``levels`` describes every level in level order,
+    e.g. "6 Super + 12 Performance", or "unknown" without levels.
+    """
+    levels = perf_levels(values)
+    result: dict[str, Any] = {"performance": UNKNOWN, "efficiency": UNKNOWN, "levels": UNKNOWN}
+    if not levels:
+        return result
+    parts = []
+    for level in levels:
+        count = level["physicalcpu"] if level["physicalcpu"] != UNKNOWN else "?"
+        parts.append(f"{count} {level['name']}" if level["name"] else f"{count} (level {level['level']}, unnamed)")
+    result["levels"] = " + ".join(parts)
+    declared = _to_int(values.get("hw.nperflevels"))
+    if isinstance(declared, int) and declared != len(levels):
+        return result
+    if any(level["name"] is None for level in levels):
+        return result
+    names = [level["name"].lower() for level in levels]
+    if PERFORMANCE_LEVEL not in names and EFFICIENCY_LEVEL not in names:
+        return result
+    for key, wanted in (("performance", PERFORMANCE_LEVEL), ("efficiency", EFFICIENCY_LEVEL)):
+        counts = [level["physicalcpu"] for level in levels if level["name"].lower() == wanted]
+        result[key] = sum(counts) if all(isinstance(c, int) for c in counts) else UNKNOWN
+    return result
+
+
+def parse_ioreg_accelerator(text: str) -> dict[str, Any]:
+    """``ioreg -r -d 1 -c IOAccelerator`` (or any ``ioreg -l`` excerpt with the GPU entry) -> GPU facts.
+
+    Returns ``gpu_cores`` (the first ``"gpu-core-count" = N``; Apple Silicon
+    only) and ``model`` (the ``"model"`` of that entry), each "unknown" when absent.
+    """
+    cores = re.search(r'"gpu-core-count"\s*=\s*(\d+)', text)
+    if not cores:
+        return {"gpu_cores": UNKNOWN, "model": UNKNOWN}
+    # The model belongs to the same entry: between the entry's "+-o" line and the core count.
+    start = text.rfind("+-o ", 0, cores.start())
+    model = re.search(r'"model"\s*=\s*"([^"]+)"', text[max(start, 0) : cores.start()])
+    return {"gpu_cores": int(cores.group(1)), "model": model.group(1) if model else UNKNOWN}
 
 
 def parse_system_profiler_displays(json_text: str) -> dict[str, Any]:
@@ -219,20 +308,29 @@ def read_pmset_therm() -> str | None:
     return run_command(PMSET_CMD)
 
 
+def read_ioreg_accelerator() -> str | None:
+    """Raw output of ``ioreg -r -d 1 -c IOAccelerator``."""
+    return run_command(IOREG_CMD)
+
+
 def build_profile(
     sysctl_text: str | None,
     displays_json: str | None,
     pmset_text: str | None,
     *,
+    ioreg_text: str | None = None,
     sysctl_source: str = "sysctl",
     displays_source: str = "system_profiler SPDisplaysDataType",
     pmset_source: str = "pmset -g therm",
+    ioreg_source: str = "ioreg -c IOAccelerator",
 ) -> HardwareProfile:
-    """A macOS :class:`HardwareProfile` from the three commands' outputs.
+    """A macOS :class:`HardwareProfile` from the commands' outputs.
 
     ``None`` for an output means it was not available: its fields stay
-    "unknown".  The ``*_source`` labels go into ``profile.sources`` (a
-    bundle passes its file paths).  Used for both live reads and bundles.
+    "unknown".  ``ioreg`` only fills the GPU core count / name where
+    ``system_profiler`` did not.  The ``*_source`` labels go into
+    ``profile.sources`` (a bundle passes its file paths).  Used for both
+    live reads and bundles.
     """
     profile = HardwareProfile(platform="macos")
     # macOS has no CUDA; MLX there is Metal or CPU.
@@ -252,15 +350,21 @@ def build_profile(
     s = sysctl_source
     profile.set("cpu_brand", brand, s)
     profile.set("is_apple_silicon", apple_silicon, s)
-    profile.set("cpu_cores_physical", _to_int(sysctl.get("hw.physicalcpu")), s)
-    profile.set("cpu_cores_logical", _to_int(sysctl.get("hw.logicalcpu")), s)
-    profile.set("performance_cores", _to_int(sysctl.get("hw.perflevel0.physicalcpu")), s)
-    profile.set("efficiency_cores", _to_int(sysctl.get("hw.perflevel1.physicalcpu")), s)
+    # ``sysctl machdep.cpu`` alone (no hw.*) still has the core and thread counts.
+    physical = _to_int(sysctl.get("hw.physicalcpu", sysctl.get("machdep.cpu.core_count")))
+    logical = _to_int(sysctl.get("hw.logicalcpu", sysctl.get("machdep.cpu.thread_count")))
+    profile.set("cpu_cores_physical", physical, s)
+    profile.set("cpu_cores_logical", logical, s)
+    split = core_split(sysctl)
+    profile.set("performance_cores", split["performance"], s)
+    profile.set("efficiency_cores", split["efficiency"], s)
+    profile.set("cpu_core_levels", split["levels"], s)
     profile.set("memory_total_bytes", _to_int(sysctl.get("hw.memsize")), s)
     if sysctl.get("kern.osproductversion"):
         profile.set("os_version", f"macOS {sysctl['kern.osproductversion']}", s)
-    # Under Rosetta the brand string is "VirtualApple ..."; the chip name then comes from the GPU.
-    if brand != UNKNOWN and not brand.startswith("VirtualApple"):
+    # Under Rosetta the brand string is "VirtualApple ..." and macOS 11.0 said "Apple processor":
+    # neither names the chip, which then comes from the GPU.
+    if brand != UNKNOWN and not brand.startswith("VirtualApple") and brand != "Apple processor":
         profile.set("chip", brand, s)
 
     if displays_json is not None:
@@ -278,6 +382,14 @@ def build_profile(
                 profile.set("chip", displays["gpu_name"], s)
             if apple_silicon is False and displays["dedicated_vram"]:
                 profile.set("unified_memory", False, s)
+    if ioreg_text is not None:
+        accelerator = parse_ioreg_accelerator(ioreg_text)
+        if profile.gpu_cores == UNKNOWN:
+            profile.set("gpu_cores", accelerator["gpu_cores"], ioreg_source)
+        if profile.gpu_name == UNKNOWN:
+            profile.set("gpu_name", accelerator["model"], ioreg_source)
+        if profile.chip == UNKNOWN and apple_silicon is True and str(accelerator["model"]).startswith("Apple "):
+            profile.set("chip", accelerator["model"], ioreg_source)
     if apple_silicon is True:
         profile.set("unified_memory", True, sysctl_source)
 
@@ -293,7 +405,9 @@ def read_macos() -> HardwareProfile:
     """Live macOS profile (MLX fields are added by :func:`mlops.hardware.probe`)."""
     import psutil
 
-    profile = build_profile(read_sysctl(), read_system_profiler_displays(), read_pmset_therm())
+    profile = build_profile(
+        read_sysctl(), read_system_profiler_displays(), read_pmset_therm(), ioreg_text=read_ioreg_accelerator()
+    )
     if profile.os_version == UNKNOWN and platform.mac_ver()[0]:
         profile.set("os_version", f"macOS {platform.mac_ver()[0]}", "platform.mac_ver")
     profile.set("python_version", platform.python_version(), "platform")

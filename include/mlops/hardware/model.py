@@ -62,6 +62,9 @@ class HardwareProfile:
     cpu_cores_logical: MaybeInt = UNKNOWN
     performance_cores: MaybeInt = UNKNOWN
     efficiency_cores: MaybeInt = UNKNOWN
+    #: Every CPU performance level by its own name, e.g. "12 Performance + 4 Efficiency" or
+    #: "6 Super + 12 Performance" (levels named otherwise count in neither field above).
+    cpu_core_levels: MaybeStr = UNKNOWN
     memory_total_bytes: MaybeInt = UNKNOWN
     memory_available_bytes: MaybeInt = UNKNOWN
     unified_memory: MaybeBool = UNKNOWN
@@ -115,6 +118,7 @@ class HardwareProfile:
             "hw.cpu_cores_logical": self.cpu_cores_logical,
             "hw.performance_cores": self.performance_cores,
             "hw.efficiency_cores": self.efficiency_cores,
+            "hw.cpu_core_levels": self.cpu_core_levels,
             "hw.memory_total_gb": self.memory_total_gb,
             "hw.unified_memory": self.unified_memory,
             "hw.gpu_name": self.gpu_name,

@@ -19,6 +19,7 @@ from mlops.hardware.model import UNKNOWN, HardwareProfile
 SYSCTL_FILE = "sysctl.txt"
 PMSET_FILE = "pmset-therm.txt"
 DISPLAYS_FILE = "system_profiler-displays.json"
+IOREG_FILE = "ioreg-accelerator.txt"
 
 
 def probe() -> HardwareProfile:
@@ -41,8 +42,8 @@ def probe() -> HardwareProfile:
 def probe_from_dir(path: str | Path) -> HardwareProfile:
     """Profile from a recorded Mac bundle directory.
 
-    Reads ``sysctl.txt``, ``pmset-therm.txt``, ``system_profiler-displays.json``
-    (a missing file leaves its fields "unknown") and, if present,
+    Reads ``sysctl.txt``, ``pmset-therm.txt``, ``system_profiler-displays.json``,
+    ``ioreg-accelerator.txt`` (a missing file leaves its fields "unknown") and, if present,
     ``mlx-device-info.json`` (otherwise the MLX fields stay "unknown").
     Raises ``FileNotFoundError`` / ``NotADirectoryError`` for a bad path.
     """
@@ -60,9 +61,11 @@ def probe_from_dir(path: str | Path) -> HardwareProfile:
         read(SYSCTL_FILE),
         read(DISPLAYS_FILE),
         read(PMSET_FILE),
+        ioreg_text=read(IOREG_FILE),
         sysctl_source=str(bundle / SYSCTL_FILE),
         displays_source=str(bundle / DISPLAYS_FILE),
         pmset_source=str(bundle / PMSET_FILE),
+        ioreg_source=str(bundle / IOREG_FILE),
     )
     record_text = read(RECORD_FILE)
     if record_text is not None:
