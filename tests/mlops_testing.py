@@ -412,3 +412,49 @@ def trained_session(name: str, techniques: list[str]):
     session.train_epoch(data, 64, 0)
     session.apply_techniques(techniques, data)
     return family, hp, session
+
+
+# ---------------------------------------------------------------- independent readings of the machine
+# What the platform reports is checked against these, read without the platform's code.
+
+
+def mlx_device() -> str:
+    """The device MLX itself defaults to ("cpu" or "gpu"), read in a fresh interpreter (nothing of ours imported)."""
+    code = "import mlx.core as mx; print(mx.default_device().type.name)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60).stdout
+    return out.strip()
+
+
+def cpu_model_name() -> str:
+    """The CPU's name from the OS: /proc/cpuinfo "model name" on Linux, machdep.cpu.brand_string on macOS."""
+    if sys.platform == "darwin":
+        return subprocess.run(["sysctl", "-n", "machdep.cpu.brand_string"], capture_output=True, text=True, check=True).stdout.strip()
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "model name":
+            return value.strip()
+    raise AssertionError("/proc/cpuinfo has no 'model name' line")
+
+
+def memory_total_bytes() -> int:
+    """Physical memory from the OS: /proc/meminfo MemTotal on Linux, hw.memsize on macOS."""
+    if sys.platform == "darwin":
+        return int(subprocess.run(["sysctl", "-n", "hw.memsize"], capture_output=True, text=True, check=True).stdout)
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("/proc/meminfo has no MemTotal line")
+
+
+def physical_cores() -> int:
+    """Physical CPU cores from the OS: distinct (physical id, core id) in /proc/cpuinfo on Linux, hw.physicalcpu on macOS."""
+    if sys.platform == "darwin":
+        return int(subprocess.run(["sysctl", "-n", "hw.physicalcpu"], capture_output=True, text=True, check=True).stdout)
+    cores, package = set(), "0"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        key, _, value = (part.strip() for part in line.partition(":"))
+        if key == "physical id":
+            package = value
+        elif key == "core id":
+            cores.add((package, value))
+    return len(cores) or os.cpu_count()  # no core ids (some ARM kernels): every listed CPU is a core

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from mlops_testing import free_port
 
 from mlops.data.dvc_workspace import DataError
 from mlops.data.model_artifacts import version_model_artifacts
 from mlops.data.project_data import data_paths, ensure_project_data, load_arrays
 from mlops.settings import Settings
+from mlops.training.families import get_family
 
 
 def make_settings(tmp_path: Path, remote: str | None = None, endpoint: str | None = None) -> Settings:
@@ -22,6 +26,21 @@ def make_settings(tmp_path: Path, remote: str | None = None, endpoint: str | Non
     if endpoint:
         env["MLOPS_DVC_REMOTE_ENDPOINT"] = endpoint
     return Settings.from_env(env)
+
+
+def _split_sizes(arrays: dict) -> tuple[int, int]:
+    """(train rows, validation rows), each checked to agree between x and y."""
+    assert len(arrays["train_x"]) == len(arrays["train_y"]) and len(arrays["val_x"]) == len(arrays["val_y"])
+    return len(arrays["train_x"]), len(arrays["val_x"])
+
+
+def _dvc_dir_hash(folder: Path) -> str:
+    entries = sorted(
+        ({"md5": hashlib.md5(p.read_bytes()).hexdigest(), "relpath": p.relative_to(folder).as_posix()}
+         for p in folder.rglob("*") if p.is_file()),
+        key=lambda e: e["relpath"],
+    )
+    return hashlib.md5(json.dumps(entries, sort_keys=True).encode()).hexdigest() + ".dir"
 
 
 def pull(settings: Settings, version: str | None = None, num_samples: int = 256, project: str = "proj") -> dict:
@@ -46,7 +65,7 @@ def test_changed_spec_is_a_new_version_and_old_one_can_be_restored(tmp_path: Pat
     v2 = pull(settings, num_samples=512)["version"]
     assert v1 != v2
     folder, _ = data_paths(settings, "proj")
-    n2 = len(load_arrays(folder)["train_x"]) if "train_x" in load_arrays(folder) else None
+    assert _split_sizes(load_arrays(folder)) == (410, 102)  # v2: 512 samples, a fifth held out
     # Lose the local cache: switching back must fetch v1 from the remote.
     import shutil
 
@@ -54,10 +73,13 @@ def test_changed_spec_is_a_new_version_and_old_one_can_be_restored(tmp_path: Pat
     restored = pull(settings, version=v1)
     assert restored["version"] == v1
     arrays = load_arrays(folder)
-    total = sum(len(a) for k, a in arrays.items() if k.startswith(("train_", "val_")) and a.ndim >= 1)
-    assert total > 0
-    if n2 is not None:
-        assert len(arrays["train_x"]) < n2
+    assert _split_sizes(arrays) == (205, 51)  # v1: 256 samples
+    # Exactly the data v1 was made of: the family's dataset for (seed 0, 256 samples), regenerated here.
+    expected = get_family("mlp_classifier").make_dataset(0, 256, {})
+    assert sorted(arrays) == sorted(expected)
+    for name, array in expected.items():
+        assert arrays[name].dtype == array.dtype, name
+        np.testing.assert_array_equal(arrays[name], array, err_msg=name)
 
 
 def test_arrays_are_memory_mapped_links_into_the_cache(tmp_path: Path):
@@ -86,8 +108,15 @@ def test_unreachable_remote_fails_with_remote_in_message(tmp_path: Path):
     with pytest.raises(DataError) as info:
         pull(settings)
     assert "s3://bucket/dvc" in str(info.value) and str(data_paths(settings, "proj")[0]) in str(info.value)
-    cache = settings.dvc_workspace / ".dvc" / "cache"
-    assert not [p for p in cache.rglob("*.tmp")] if cache.exists() else True
+    # The data was added before the push failed: the local cache holds every object, whole
+    # (each file's md5 is its name), nothing half-written; the next pull pushes them.
+    cache = settings.dvc_workspace / ".dvc" / "cache" / "files" / "md5"
+    objects = sorted(p for p in cache.rglob("*") if p.is_file())
+    assert [p for p in objects if p.name.endswith(".dir")] != [] and [p for p in objects if ".tmp" in p.name] == []
+    for obj in objects:
+        assert hashlib.md5(obj.read_bytes()).hexdigest() == obj.parent.name + obj.name.removesuffix(".dir"), obj
+    version = yaml.safe_load(data_paths(settings, "proj")[1].read_text())["outs"][0]["md5"]
+    assert (cache / version[:2] / version[2:]).is_file()
 
 
 def test_s3_remote_on_moto(tmp_path: Path, monkeypatch):
@@ -122,5 +151,15 @@ def test_model_artifacts_versioned(tmp_path: Path):
         version_model_artifacts(settings, "proj")
     folder.mkdir(parents=True)
     (folder / "model.json").write_text("{}")
+    (folder / "weights").mkdir()
+    (folder / "weights" / "model.safetensors").write_bytes(bytes(range(256)) * 4)
     first = version_model_artifacts(settings, "proj")
-    assert version_model_artifacts(settings, "proj")["version"] == first["version"]  # idempotent
+    # The version is DVC's directory hash, computed here: md5 of the sorted JSON list of
+    # {"md5", "relpath"} of its files, + ".dir"; pushed to the remote under that name.
+    assert first == {"version": _dvc_dir_hash(folder), "path": str(folder), "remote": settings.dvc_remote}
+    remote = Path(settings.dvc_remote) / "files" / "md5"
+    assert (remote / first["version"][:2] / first["version"][2:]).is_file()
+    assert version_model_artifacts(settings, "proj") == first  # idempotent
+    (folder / "model.json").write_text('{"changed": true}')
+    second = version_model_artifacts(settings, "proj")
+    assert second["version"] == _dvc_dir_hash(folder) != first["version"]

@@ -30,14 +30,15 @@ def http(url: str, data: dict | None = None, token: str | None = None, basic: tu
         return exc.code, exc.read().decode()
 
 
-def listening_addresses(pid: int) -> set[str]:
-    addresses = set()
+def listening_sockets(pid: int) -> set[tuple[str, int]]:
+    """(ip, port) of every TCP socket the process or its children listen on."""
+    sockets = set()
     for proc in [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]:
         try:
-            addresses |= {c.laddr.ip for c in proc.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN}
+            sockets |= {(c.laddr.ip, c.laddr.port) for c in proc.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN}
         except psutil.NoSuchProcess:
             pass
-    return addresses
+    return sockets
 
 
 def test_up_serves_behind_auth_on_loopback_and_down_stops_everything(tmp_path):
@@ -52,9 +53,18 @@ def test_up_serves_behind_auth_on_loopback_and_down_stops_everything(tmp_path):
         assert set(pids) == {
             "mlflow", "api-server", "ray-head", "gateway", "evidently-ui", "scheduler", "dag-processor", "triggerer"
         }
+        # Each server listens on its configured port, on loopback only; the other services listen nowhere.
+        # (Ray 2.60's gRPC servers bind every interface: token auth guards them; not checked here.)
+        ports = {"mlflow": settings.mlflow_port, "api-server": settings.airflow_port,
+                 "gateway": settings.gateway_port, "evidently-ui": settings.evidently_port}
         for name, pid in pids.items():
-            if name != "ray-head":  # Ray 2.60's gRPC servers bind every interface: token auth guards them
-                assert listening_addresses(pid) <= {"127.0.0.1"}, name
+            if name == "ray-head":
+                continue
+            sockets = listening_sockets(pid)
+            if name in ports:
+                assert {ip for ip, _ in sockets} == {"127.0.0.1"} and ("127.0.0.1", ports[name]) in sockets, (name, sockets)
+            else:
+                assert sockets == set(), (name, sockets)
         ray_session = services.session_members(pids["ray-head"])
         assert len(ray_session) >= 2  # gcs_server, raylet, ...
 

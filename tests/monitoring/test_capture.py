@@ -14,7 +14,7 @@ import pytest
 from monitoring_support import DIFFUSION, LOCAL, ROUTED, THERMAL_STATE
 from fastapi import FastAPI, Request
 from fastapi.testclient import TestClient
-from mlops_testing import free_port, wait_for
+from mlops_testing import free_port, mlx_device, wait_for
 
 from mlops.monitoring.prediction_log import accuracy, log_root, read_feedback, read_predictions
 from mlops.serving.gateway import create_app
@@ -81,7 +81,7 @@ def test_in_process_predictions_are_captured_as_answered(app, client, registry):
     _assert_logged(rows, x, body["outputs"])
     first = rows.iloc[0]
     assert (first["version"], first["backend"], first["device"], first["thermal_state"]) == (
-        registry.versions[LOCAL], "mlx", "cpu", THERMAL_STATE,
+        registry.versions[LOCAL], "mlx", mlx_device(), THERMAL_STATE,
     )
     assert 0 < first["latency_ms"] < 60_000 and set(rows["latency_ms"]) == {first["latency_ms"]}
     assert abs(first["ts"].timestamp() - time.time()) < 60

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from mlops.monitoring.request_ids import POOL_IDS, RecentRequests
@@ -17,7 +19,8 @@ def _new(recent: RecentRequests, project: str, rows: int) -> str:
 def test_ids_are_32_hex_digits_unique_and_remember_project_and_rows():
     recent = RecentRequests(8)
     ids = [_new(recent, "a" if i % 2 else "b", i + 1) for i in range(8)]
-    assert len(set(ids)) == 8 and all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+    # Exactly 32 lowercase hex digits (int(i, 16) would also take "0x", "_", spaces and upper case).
+    assert len(set(ids)) == 8 and all(re.fullmatch("[0-9a-f]{32}", i) for i in ids), ids
     assert [recent.get(i) for i in ids] == [("a" if i % 2 else "b", i + 1) for i in range(8)]
     assert [int(i[24:], 16) for i in ids] == list(range(8))  # the sequence part
     assert len({i[:24] for i in ids}) == 8  # the random part

@@ -32,24 +32,20 @@ training:
 """
 
 
-def load_dag(name: str, tmp_path: Path, monkeypatch, version: str | None = None):
-    """The project's lifecycle DAG as Airflow loads it, with the diagnostics callback on every task."""
+def load_dag(name: str, tmp_path: Path, monkeypatch, version: str | None = None, retries: int = 0):
+    """The project's lifecycle DAG as Airflow loads it from dags/ (the factory's, callbacks as shipped)."""
     from airflow.dag_processing.dagbag import DagBag
-
-    from operators.diagnostics import on_failure_diagnostics
 
     projects = tmp_path / "projects"
     projects.mkdir()
     pinned = f'  version: "{version}"\n' if version else ""
-    (projects / f"{name}.yaml").write_text(PROJECT.format(name=name, version=pinned))
+    text = PROJECT.format(name=name, version=pinned).replace("retries: 0\n", f"retries: {retries}\n")
+    (projects / f"{name}.yaml").write_text(text)
     monkeypatch.setenv("MLOPS_PROJECTS_DIR", str(projects))
     # An empty hardware tree: thermal state "unknown", which the gate's default lets through.
     (tmp_path / "hw").mkdir()
     monkeypatch.setenv("MLOPS_HARDWARE_ROOT", str(tmp_path / "hw"))
-    dag = DagBag(dag_folder=str(REPO / "dags" / "project_lifecycles.py")).get_dag(f"{name}__lifecycle")
-    for task in dag.tasks:  # what ProjectOperator will do by default
-        task.on_failure_callback = [on_failure_diagnostics]
-    return dag
+    return DagBag(dag_folder=str(REPO / "dags" / "project_lifecycles.py")).get_dag(f"{name}__lifecycle")
 
 
 def task_log(events: list[dict]) -> str:
@@ -113,6 +109,76 @@ def test_train_out_of_memory_tags_the_mlflow_run(airflow_db, tmp_path, monkeypat
     log = task_log(events)
     assert "Failure diagnosis: out_of_memory" in log and "limit 2.0 GiB (training.memory_gb)" in log
     assert f"failure diagnosis attached to MLflow run {mlflow_run.info.run_id}" in log
+
+
+def diagnosed_tries(log: str, dag_id: str, run_id: str) -> list[tuple[str, int]]:
+    """(task, try) of every diagnosis in the log, in order."""
+    import re
+
+    pattern = rf"Failure diagnostics for {re.escape(dag_id)}\.(\w+) run {re.escape(run_id)} try (\d+)"
+    return [(task, int(n)) for task, n in re.findall(pattern, log)]
+
+
+def test_shipped_callbacks_diagnose_every_retried_and_final_failure(airflow_db, tmp_path, monkeypatch):
+    """The factory's DAG as shipped (no callback attached here), one retry per task:
+    train fails its first try and succeeds on the retry; evaluate fails both tries.
+    ProjectOperator's default on_retry_callback must diagnose train try 1 and evaluate try 1,
+    its default on_failure_callback evaluate try 2."""
+    from mlflow import MlflowClient
+
+    import mlops.training.evaluate
+    from mlops.training.families.mlp_classifier import MLPClassifierSession
+    from operators.base import ProjectOperator
+    from operators.diagnostics import on_failure_diagnostics
+
+    train_epoch, tries = MLPClassifierSession.train_epoch, []
+
+    def out_of_memory_once(self, data, batch_size, epoch):
+        tries.append(epoch)
+        if len(tries) == 1:
+            raise MemoryError("[metal::malloc] Attempting to allocate 68719476736 bytes")
+        return train_epoch(self, data, batch_size, epoch)
+
+    def nan_scores(*args, **kwargs):
+        raise FloatingPointError("NaN in the validation scores")
+
+    monkeypatch.setattr(MLPClassifierSession, "train_epoch", out_of_memory_once)
+    monkeypatch.setattr(mlops.training.evaluate, "evaluate_model", nan_scores)
+    dag = load_dag("diag_retry", tmp_path, monkeypatch, retries=1)
+    # As built: every ProjectOperator carries the diagnostics on both callbacks, nothing else does.
+    for task in dag.tasks:
+        shipped = [on_failure_diagnostics] if isinstance(task, ProjectOperator) else []
+        assert (list(task.on_retry_callback or []), list(task.on_failure_callback or [])) == (shipped, shipped), task.task_id
+        assert task.retries == 1, task.task_id
+
+    with capture_logs() as events:
+        run = dag.test()
+    tis = {ti.task_id: ti for ti in run.get_task_instances()}
+    assert (tis["train"].state, tis["train"].try_number) == ("success", 2)
+    assert (tis["evaluate"].state, tis["evaluate"].try_number) == ("failed", 2)
+    assert tis["register"].state == "upstream_failed"
+    assert tries == [0, 0]  # one epoch, run twice: the failed try and the retry
+
+    log = task_log(events)
+    # retry callback: train try 1, evaluate try 1; failure callback: evaluate try 2. Nothing else failed.
+    assert diagnosed_tries(log, "diag_retry__lifecycle", run.run_id) == [("train", 1), ("evaluate", 1), ("evaluate", 2)]
+    assert "Failure diagnosis: out_of_memory" in log
+    assert "FloatingPointError" in log
+
+    client = MlflowClient(get_settings().tracking_uri)
+    experiment = client.get_experiment_by_name("diag_retry")
+    runs = client.search_runs([experiment.experiment_id], f"tags.`airflow.run_id` = '{run.run_id}'")
+    by_status = {r.info.status: r for r in runs}
+    assert len(runs) == 2 and set(by_status) == {"FAILED", "FINISHED"}
+    failed_try, trained = by_status["FAILED"].data.tags, by_status["FINISHED"]
+    # The retried train try: tagged by the retry callback.
+    assert (failed_try["mlops.failure_task"], failed_try["mlops.failure_cause"]) == ("train (try 1)", "out_of_memory")
+    # The run evaluate was given: tagged by evaluate's retry, then by its final failure.
+    assert trained.info.run_id == tis["train"].xcom_pull(task_ids="train")["run_id"]
+    assert trained.data.tags["mlops.failure_task"] == "evaluate (try 2)"
+    path = client.download_artifacts(trained.info.run_id, "failure_diagnosis.json", str(tmp_path))
+    payload = json.loads(Path(path).read_text())
+    assert (payload["task_id"], payload["try_number"], payload["error"]["type"]) == ("evaluate", 2, "FloatingPointError")
 
 
 class _Task:

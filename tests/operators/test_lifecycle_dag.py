@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import importlib.metadata
+import json
+import math
+import os
+import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
-from mlops_testing import free_port
+from mlops_testing import cpu_model_name, free_port, memory_total_bytes, mlx_device
 
 from mlops.config import parse_project_text
+from mlops.data.project_data import load_arrays
 from mlops.settings import get_settings
 
 PROJECT = """\
@@ -32,8 +39,6 @@ REPO = Path(__file__).resolve().parents[2]
 
 def model_asset_events(db: Path, project: str) -> list[dict]:
     """The extras of the project's model-asset events in the Airflow DB, oldest first."""
-    import json
-
     from mlops_testing import sqlite_rows
 
     rows = sqlite_rows(
@@ -42,6 +47,13 @@ def model_asset_events(db: Path, project: str) -> list[dict]:
         f"mlops://models/{project}",
     )
     return [json.loads(extra) for (extra,) in rows]
+
+
+def safetensors_tensor_bytes(path: Path) -> int:
+    """Bytes of all tensors in a safetensors file, from its header (8-byte length, JSON of data_offsets)."""
+    raw = path.read_bytes()
+    header = json.loads(raw[8 : 8 + int.from_bytes(raw[:8], "little")])
+    return sum(end - start for name, spec in header.items() if name != "__metadata__" for start, end in [spec["data_offsets"]])
 
 
 def run_lifecycle(name: str, threshold: float, tmp_path: Path, monkeypatch):
@@ -73,19 +85,60 @@ def test_lifecycle_registers_a_tagged_model(airflow_db, tmp_path: Path, monkeypa
     assert experiment.name == "smoke_ok" and experiment.tags["mlops.project"] == "smoke_ok"
     tags, params, metrics = mlflow_run.data.tags, mlflow_run.data.params, mlflow_run.data.metrics
     assert tags["mlops.data_version"] == data["version"] and params["data_version"] == data["version"]
-    assert tags["technique.quantization"] == "true" and tags["mlops.device"] in ("cpu", "gpu")
+    device = mlx_device()  # what MLX itself picks on this machine
+    assert tags["technique.quantization"] == "true" and tags["mlops.device"] == device
     assert tags["mlops.model_dvc_version"].endswith(".dir")
-    assert params["hw.mlx_version"] and params["hw.chip"]
-    for key in ("accuracy", "eval_accuracy", "mlx_peak_memory_bytes", "samples_per_second", "step_time_ms", "val_accuracy"):
-        assert key in metrics, key
-    history = client.get_metric_history(training["run_id"], "val_accuracy")
-    assert [m.step for m in history] == [0, 1]  # one point per epoch
+
+    # The hardware logged is this machine's, as the OS reports it (not the platform's probe).
+    assert params["hw.mlx_version"] == importlib.metadata.version("mlx") and params["hw.mlx_device"] == device
+    if sys.platform == "darwin":
+        assert params["hw.chip"] == cpu_model_name()
+    else:
+        assert params["hw.cpu_brand"] == params["hw.chip"] == cpu_model_name()
+    hardware = json.loads(Path(client.download_artifacts(training["run_id"], "hardware.json", str(tmp_path))).read_text())
+    assert (hardware["memory_total_bytes"], hardware["cpu_cores_logical"]) == (memory_total_bytes(), os.cpu_count())
+    assert params["hw.memory_total_gb"] == f"{memory_total_bytes() / 2**30:.1f}"
+
+    # Performance figures agree with each other and with the data the run trained on.
+    config = parse_project_text(PROJECT.format(name="smoke_ok", threshold=0.3), "smoke_ok.yaml")
+    arrays = load_arrays(data["path"])
+    n_train, n_val = len(arrays["train_y"]), len(arrays["val_y"])
+    assert (n_train, n_val) == (410, 102)  # 512 samples, a fifth held out
+    steps = math.ceil(n_train / config.training.batch_size)
+    history = {
+        key: [m.value for m in sorted(client.get_metric_history(training["run_id"], key), key=lambda m: m.step)]
+        for key in ("epoch_seconds", "samples_per_second", "step_time_ms", "val_accuracy", "mlx_peak_memory_bytes")
+    }
+    assert [m.step for m in client.get_metric_history(training["run_id"], "val_accuracy")] == [0, 1]  # one point per epoch
+    for epoch in range(2):
+        seconds = history["epoch_seconds"][epoch]
+        assert history["samples_per_second"][epoch] * seconds == pytest.approx(n_train, rel=1e-9)
+        assert history["step_time_ms"][epoch] == pytest.approx(1000 * seconds / steps, rel=1e-9)
+        correct = history["val_accuracy"][epoch] * n_val  # a count of right answers out of n_val
+        assert correct == pytest.approx(round(correct), abs=1e-3) and 0 <= round(correct) <= n_val
+    # Both epochs ran inside the train task.
+    train_seconds = (tis["train"].end_date - tis["train"].start_date).total_seconds()
+    assert 0 < sum(history["epoch_seconds"]) < train_seconds
+    # MLX memory: at least the float32 weights, Adam's two moments and the gradients
+    # (4 x 6,532 parameters x 4 bytes), within the task's limit; the peak only grows over the run.
+    hp = {"features": 32, "hidden": 64, "num_classes": 4}  # mlp_classifier's defaults: 2 hidden layers
+    parameters = (hp["features"] + 1) * hp["hidden"] + (hp["hidden"] + 1) * hp["hidden"] + (hp["hidden"] + 1) * hp["num_classes"]
+    peaks = history["mlx_peak_memory_bytes"]
+    assert 4 * 4 * parameters <= peaks[0] <= peaks[1] <= metrics["mlx_run_peak_memory_bytes"] <= int(params["mlx_memory_limit_bytes"])
+    # Final and evaluate-step accuracy = the saved model's accuracy on the validation split, computed here.
+    from mlops.training.artifacts import restore_session
+
+    predicted = restore_session(Path(training["model_dir"])).predict({"x": np.asarray(arrays["val_x"])})["label"]
+    accuracy = float(np.mean(predicted == np.asarray(arrays["val_y"])))
+    assert metrics["accuracy"] == pytest.approx(accuracy, abs=1e-6) and metrics["eval_accuracy"] == pytest.approx(accuracy, abs=1e-6)
 
     version = client.get_model_version("smoke_ok", str(registered["version"]))
     assert version.run_id == training["run_id"]
-    for key in ("project", "model_family", "techniques", "mlx_version", "dtype", "memory_footprint_bytes", "device_trained_on"):
-        assert version.tags[key], key
-    assert version.tags["dtype"].startswith("int") and version.tags["techniques"] == "quantization"
+    assert (version.tags["project"], version.tags["model_family"], version.tags["techniques"]) == ("smoke_ok", "mlp_classifier", "quantization")
+    assert (version.tags["mlx_version"], version.tags["device_trained_on"]) == (importlib.metadata.version("mlx"), device)
+    assert version.tags["dtype"] == "int4"  # quant_bits 4
+    # The footprint tag is the size of the tensors in the saved safetensors file (read from its header).
+    assert int(version.tags["memory_footprint_bytes"]) == safetensors_tensor_bytes(Path(training["model_dir"]) / "model.safetensors")
 
     # build published the model asset with the version: what schedules the project's deploy DAG.
     assert model_asset_events(airflow_db, "smoke_ok") == [{"version": registered["version"], "bento": f"smoke_ok:v{registered['version']}"}]

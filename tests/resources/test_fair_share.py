@@ -121,12 +121,80 @@ def test_strategy_falls_back_to_plain_priority_when_the_db_fails(monkeypatch):
     assert fair_share.FairShareWeight().get_weight(_ti("p__lifecycle", 6)) == 6 * SCALE
 
 
-def test_pool_usage_query_runs_on_a_real_db(airflow_db):
+def _insert_runs(runs: list[tuple[str, str]], tis: list[tuple]) -> None:
+    """Rows in the real Airflow DB: dag runs (dag_id, state) and task instances
+    (dag_id, task_id, pool, pool_slots, state, start, end), each run's run_id = "fs_test"."""
+    from airflow import settings
+    from airflow.models.dagrun import DagRun
+    from airflow.models.taskinstance import TaskInstance
+
+    with settings.engine.begin() as conn:
+        conn.execute(DagRun.__table__.insert(), [
+            {"dag_id": dag_id, "run_id": "fs_test", "run_type": "manual", "state": state, "run_after": T0} for dag_id, state in runs
+        ])
+        conn.execute(TaskInstance.__table__.insert(), [
+            {"dag_id": dag_id, "run_id": "fs_test", "task_id": task_id, "pool": pool, "pool_slots": slots,
+             "state": state, "start_date": start, "end_date": end}
+            for dag_id, task_id, pool, slots, state, start, end in tis
+        ])
+
+
+def _delete_runs(dag_ids: list[str]) -> None:
+    from airflow import settings
+    from airflow.models.dagrun import DagRun
+    from airflow.models.taskinstance import TaskInstance
+
+    with settings.engine.begin() as conn:
+        for model in (TaskInstance, DagRun):
+            conn.execute(model.__table__.delete().where(model.__table__.c.dag_id.in_(dag_ids)))
+
+
+def test_pool_usage_on_a_real_db_equals_the_hand_computed_slot_seconds(airflow_db):
+    """Task instances with known pools, slots and times in Airflow's own DB; usage computed by hand."""
+    import time
+
     from operators.fair_share import FairShareWeight, cached_pool_usage, pool_usage
 
-    usage, active = pool_usage(FairShareWeight.pools, FairShareWeight.window_seconds)
-    assert isinstance(usage, dict) and isinstance(active, set)
-    assert cached_pool_usage(FairShareWeight.pools, 60.0, 10.0) == cached_pool_usage(FairShareWeight.pools, 60.0, 10.0)
+    pools, window = FairShareWeight.pools, FairShareWeight.window_seconds  # mlx_memory, mlx_compute; 30 min
+    assert (set(pools), window) == ({"mlx_memory", "mlx_compute"}, 1800)
+    base = datetime.now(timezone.utc)
+    ago = lambda seconds: base - timedelta(seconds=seconds)  # noqa: E731
+    dags = ["fsa__lifecycle", "fsb__lifecycle", "fsc__lifecycle", "fsd__lifecycle", "fse__lifecycle"]
+    runs = [(dags[0], "running"), (dags[1], "success"), (dags[2], "queued"), (dags[3], "running"), (dags[4], "success")]
+    tis = [
+        (dags[0], "train", "mlx_memory", 2, "success", ago(600), ago(300)),  # 300 s x 2 slots = 600
+        (dags[0], "evaluate", "mlx_compute", 1, "success", ago(290), ago(200)),  # 90 s x 1 = 90
+        (dags[0], "pull_data", "default_pool", 1, "success", ago(800), ago(700)),  # not an MLX pool
+        (dags[0], "register", "mlx_compute", 1, "running", ago(100), None),  # running: 100 s + the time until the query
+        (dags[1], "train", "mlx_memory", 4, "success", ago(2400), ago(1500)),  # cut at the window start: 300 s x 4 = 1200
+        (dags[1], "evaluate", "mlx_compute", 1, "success", ago(2100), ago(1900)),  # ended before the window
+        (dags[2], "train", "mlx_memory", 2, "scheduled", None, None),  # waiting: active, no usage
+        (dags[3], "pull_data", "default_pool", 1, "running", ago(50), None),  # other pool only: neither
+        (dags[4], "train", "mlx_memory", 2, None, None, None),  # its run is over: not waiting
+    ]
+    _delete_runs(dags)
+    _insert_runs(runs, tis)
+    try:
+        before = datetime.now(timezone.utc)
+        usage, active = pool_usage(pools, window)
+        after = datetime.now(timezone.utc)
+        # The query's "now" lies between `before` and `after`: the running task and the window's start
+        # (now - 30 min) move with it, by at most that much; by hand at now = base: fsa 790, fsb 1200.
+        lo, hi = (before - base).total_seconds() - 1e-6, (after - base).total_seconds() + 1e-6
+        assert 600 + 90 + (100 + lo) <= usage["fsa"] <= 600 + 90 + (100 + hi)
+        assert 4 * (300 - hi) <= usage["fsb"] <= 4 * (300 - lo)
+        assert {"fsc", "fsd", "fse"}.isdisjoint(usage)
+        assert {"fsa", "fsb", "fsc"} <= active and {"fsd", "fse"}.isdisjoint(active)
+
+        # Cached: the same reading for max_age seconds; a fresh one after, where the running task
+        # has run on and the window's start has moved past more of fsb's train.
+        first = cached_pool_usage(pools, window, 0.0)  # max_age 0: read now (and keep it)
+        time.sleep(0.05)
+        assert cached_pool_usage(pools, window, 60.0) == first
+        fresh = cached_pool_usage(pools, window, 0.0)
+        assert fresh[0]["fsa"] > first[0]["fsa"] and fresh[0]["fsb"] < first[0]["fsb"]
+    finally:
+        _delete_runs(dags)
 
 
 def test_plugin_registers_the_strategy_by_import_path():

@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import importlib.util
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 import pytest
-from mlops_testing import example_inputs
+from mlops_testing import example_inputs, free_port, mlx_device, wait_for
 from serving_support import DIFFUSION, MLP
 
 from mlops.serving.bento import bento_name, bentoml_store, build_bento, python_packages
@@ -55,7 +55,10 @@ def test_tag_labels_and_contents(served, built):
     assert labels["family"] == "mlp_classifier"
     assert labels["dtype"] == "float32"
     assert labels["mlx_version"] == importlib.metadata.version("mlx")
-    assert labels["built_for"] == "linux-x86_64" and labels["device"] == "cpu"  # this test machine
+    uname = os.uname()
+    assert labels["built_for"] == f"{uname.sysname.lower()}-{uname.machine.lower()}"
+    # The device MLX runs on here (where `bentoml serve` runs the Bento, from this environment).
+    assert labels["device"] == mlx_device()
     src = path / "src"
     assert (src / "service.py").is_file()
     assert (src / "model" / "model.safetensors").is_file() and (src / "model" / "model.json").is_file()
@@ -121,56 +124,139 @@ def test_bento_src_is_self_contained(built):
     subprocess.run([sys.executable, "-c", code, str(src)], check=True, timeout=60, cwd=src)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+@contextlib.contextmanager
+def _bento_serving(served, tag: str, tmp_path: Path):
+    """`bentoml serve <tag>` on a free 127.0.0.1 port, ready (its /readyz answers 200); stopped by PID.
+
+    Yields {"url", "process", "log"}; stopping it inside the block is allowed (`_stop_bento`).
+    """
+    port = free_port()
+    env = {**os.environ, "BENTOML_HOME": str(served.home / "bentoml"), "BENTOML_DO_NOT_TRACK": "true"}
+    bentoml_cli = Path(sys.executable).parent / "bentoml"
+    log_path = tmp_path / "serve.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [str(bentoml_cli), "serve", tag, "--host", "127.0.0.1", "--port", str(port)],
+            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=tmp_path,
+        )
+    url = f"http://127.0.0.1:{port}"
+
+    def ready() -> bool:
+        assert process.poll() is None, log_path.read_text()[-3000:]
+        try:
+            with urllib.request.urlopen(f"{url}/readyz", timeout=5) as response:
+                return response.status == 200
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            return False
+
+    try:
+        wait_for(ready, 60, f"bentoml serve {tag} ({log_path})", interval=0.3)
+        yield {"url": url, "process": process, "log": log_path}
+    finally:
+        _stop_bento(process)
+
+
+def _stop_bento(process: subprocess.Popen) -> None:
+    """SIGTERM the arbiter (it stops its workers), SIGKILL its session if it lingers; by PID only."""
+    if process.poll() is None:
+        os.kill(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=5)
+
+
+def _post(url: str, body: dict) -> dict:
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
 
 
 def test_bentoml_serve_answers_http(served, built, tmp_path):
-    port = _free_port()
-    env = {**os.environ, "BENTOML_HOME": str(served.home / "bentoml"), "BENTOML_DO_NOT_TRACK": "true"}
-    bentoml_cli = Path(sys.executable).parent / "bentoml"
-    log = (tmp_path / "serve.log").open("wb")
-    process = subprocess.Popen(
-        [str(bentoml_cli), "serve", built["tag"], "--host", "127.0.0.1", "--port", str(port)],
-        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=tmp_path,
-    )
-    try:
-        src = Path(built["path"]) / "src"
-        from mlops.training.artifacts import read_manifest
-        from mlops.training.families import get_family
+    src = Path(built["path"]) / "src"
+    from mlops.training.artifacts import read_manifest
+    from mlops.training.families import get_family
 
-        manifest = read_manifest(src / "model")
-        inputs = example_inputs(get_family(manifest["family"]).signature(manifest["hyperparameters"]), 3, seed=7)
-        body = json.dumps({"inputs": {k: v.tolist() for k, v in inputs.items()}}).encode()
-        deadline = time.monotonic() + 45
-        while True:
-            assert process.poll() is None, (tmp_path / "serve.log").read_text()[-3000:]
-            try:
-                request = urllib.request.Request(
-                    f"http://127.0.0.1:{port}/predict", data=body, headers={"Content-Type": "application/json"}
-                )
-                with urllib.request.urlopen(request, timeout=10) as response:
-                    got = json.loads(response.read())
-                break
-            except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
-                if isinstance(exc, urllib.error.HTTPError) and exc.code not in (502, 503):
-                    log.flush()
-                    raise AssertionError(f"HTTP {exc.code}: {(tmp_path / 'serve.log').read_text()[-3000:]}") from exc
-                assert time.monotonic() < deadline, (tmp_path / "serve.log").read_text()[-3000:]
-                time.sleep(0.3)
-        expected = _expected(src / "model", inputs)
-        for name, value in expected.items():
-            np.testing.assert_allclose(np.asarray(got[name]), value, rtol=1e-5, atol=1e-6)
-    finally:
-        os.kill(process.pid, signal.SIGTERM)  # the arbiter stops its workers
+    manifest = read_manifest(src / "model")
+    inputs = example_inputs(get_family(manifest["family"]).signature(manifest["hyperparameters"]), 3, seed=7)
+    with _bento_serving(served, built["tag"], tmp_path) as bento:
+        got = _post(f"{bento['url']}/predict", {"inputs": {k: v.tolist() for k, v in inputs.items()}})
+    expected = _expected(src / "model", inputs)
+    assert sorted(got) == sorted(expected)
+    for name, value in expected.items():
+        np.testing.assert_allclose(np.asarray(got[name]), value, rtol=1e-5, atol=1e-6)
+
+
+def test_gateway_routes_to_a_real_bento(served, built, tmp_path):
+    """The gateway's `bentoml` backend in front of `bentoml serve` of the built Bento: predictions in
+    both body forms, readiness through the Bento's /readyz, and a stopped Bento named in the 502/503."""
+    from fastapi.testclient import TestClient
+
+    from mlops.monitoring.prediction_log import read_predictions
+    from mlops.serving.gateway import create_app
+    from mlops.serving.routes import Route, write_route
+
+    version = served.versions[MLP][0]
+    key = "bento-route-key"
+    headers = {"X-API-Key": key}
+    x = np.random.default_rng(11).standard_normal((5, 32)).astype(np.float32)
+    expected = _expected(Path(built["path"]) / "src" / "model", {"x": x})
+    with _bento_serving(served, built["tag"], tmp_path) as bento:
+        target = f"{bento['url']}/predict"
+        write_route(served.settings, Route(project=MLP, version=version, url=target, backend="bentoml", device=built["labels"]["device"]))
         try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.kill(process.pid, signal.SIGKILL)
-            process.wait(timeout=5)
-        log.close()
+            app = create_app(served.settings, {key})
+            with TestClient(app) as client:
+                # What the gateway answers is what the Bento answers, and what the model predicts.
+                direct = _post(target, {"inputs": {"x": x.tolist()}})
+                batch = client.post(f"/v1/projects/{MLP}/models/latest/predict", json={"inputs": {"x": x.tolist()}}, headers=headers)
+                assert batch.status_code == 200, batch.text
+                body = batch.json()
+                assert (body["model"], body["version"]) == (MLP, version)
+                assert body["outputs"] == direct
+                assert body["outputs"]["label"] == expected["label"].tolist()
+                np.testing.assert_allclose(body["outputs"]["probabilities"], expected["probabilities"], rtol=1e-5, atol=1e-6)
+                # Captured as served by the Bento, with the route's device.
+                app.state.gateway.capture.flush()
+                logged = read_predictions(served.settings, MLP, since=datetime.now(UTC) - timedelta(hours=1))
+                rows = logged[logged["request_id"] == body["request_id"]]
+                assert rows["row"].tolist() == list(range(5))
+                assert set(zip(rows["backend"], rows["device"], rows["version"])) == {("bentoml", built["labels"]["device"], version)}
+                assert rows["out.label"].tolist() == [float(v) for v in expected["label"]]
+                records = client.post(
+                    f"/v1/projects/{MLP}/models/{version}/predict",
+                    json={"instances": [{"x": row.tolist()} for row in x[:2]]}, headers=headers,
+                )
+                assert records.status_code == 200, records.text
+                assert [p["label"] for p in records.json()["predictions"]] == expected["label"][:2].tolist()
+                np.testing.assert_allclose(
+                    [p["probabilities"] for p in records.json()["predictions"]], expected["probabilities"][:2], rtol=1e-5, atol=1e-6
+                )
+
+                listed = {m["name"]: m for m in client.get("/v1/models", headers=headers).json()["models"]}
+                assert (listed[MLP]["backend"], listed[MLP]["serving_version"]) == ("bentoml", version)
+                assert listed[MLP]["deployment"]["url"] == target
+                routes = client.get("/v1/routes", headers=headers).json()
+                assert routes["routes"][MLP] == {"version": version, "url": target, "backend": "bentoml"}
+
+                # Ready: the Bento's /readyz answers, the other project's model loads here.
+                ready = client.get("/readyz")
+                assert ready.status_code == 200, ready.text
+                assert ready.json()["models"] == {MLP: version, DIFFUSION: served.versions[DIFFUSION][-1]}
+
+                _stop_bento(bento["process"])
+                down = client.post(f"/v1/projects/{MLP}/models/latest/predict", json={"inputs": {"x": x.tolist()}}, headers=headers)
+                assert down.status_code == 502, down.text
+                assert down.json()["detail"].startswith(f"bentoml backend of {MLP} v{version} at {target}: "), down.text
+                not_ready = client.get("/readyz")
+                assert not_ready.status_code == 503, not_ready.text
+                reason = not_ready.json()["reason"]
+                assert f"bentoml deployment of {MLP} at {bento['url']}/readyz" in reason, reason
+                # Versions the route does not serve still run in the gateway itself.
+                assert client.post(f"/v1/projects/{DIFFUSION}/models/latest/predict", json={"inputs": {"noise": [[0.0, 0.0]]}}, headers=headers).status_code == 200
+        finally:
+            write_route(served.settings, None, MLP)
 
 
 def test_another_project_in_the_same_process(served, built):

@@ -7,6 +7,7 @@ import re
 
 import numpy as np
 import pytest
+from mlops_testing import mlx_device
 from serving_support import DIFFUSION, MLP, train_and_register
 from fastapi.testclient import TestClient
 
@@ -149,7 +150,7 @@ def test_models_lists_both_with_backend_and_device(client):
     assert {MLP, DIFFUSION} <= set(models)
     assert models[MLP]["family"] == "mlp_classifier" and models[DIFFUSION]["family"] == "tiny_diffusion"
     for m in models.values():
-        assert (m["backend"], m["device"], m["replicas"]) == ("mlx", "cpu", 1)
+        assert (m["backend"], m["device"], m["replicas"]) == ("mlx", mlx_device(), 1)
         assert m["versions"][0]["tags"]["model_family"] == m["family"]
     assert models[MLP]["signature"]["inputs"] == {"x": {"dtype": "float32", "shape": [-1, 32]}}
 
@@ -162,7 +163,7 @@ def _count(metrics_text: str, route: str, status: str) -> int:
 def test_probes_and_metrics(client):
     assert client.get("/healthz").json() == {"status": "ok"}
     ready = client.get("/readyz")
-    assert ready.status_code == 200 and ready.json()["device"] == "cpu"
+    assert ready.status_code == 200 and ready.json()["device"] == mlx_device()
     route = "/v1/projects/{project}/models/{model}/predict"
     before = client.get("/metrics").text
     client.post(_url(MLP), json={"inputs": {"x": [[0.0] * 32]}}, headers=HEADERS)

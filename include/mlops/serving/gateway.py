@@ -626,10 +626,16 @@ def create_app(
                     await gateway.in_mlx(gateway.catalog.session, entry)
                     serving[entry.name] = entry.version
                     continue
+                import aiohttp
+
                 probe = route.url.rsplit("/", 1)[0] + "/readyz" if route.backend == "bentoml" else route.url
-                async with gateway.client().get(probe) as answer:
-                    if answer.status != 200:
-                        raise GatewayError(503, f"{route.backend} deployment of {entry.name} at {probe}: {answer.status}")
+                try:
+                    async with gateway.client().get(probe) as answer:
+                        status = answer.status
+                except (aiohttp.ClientError, TimeoutError) as exc:  # down: say which deployment, as predict's 502 does
+                    raise GatewayError(503, f"{route.backend} deployment of {entry.name} at {probe}: {type(exc).__name__}: {exc}") from None
+                if status != 200:
+                    raise GatewayError(503, f"{route.backend} deployment of {entry.name} at {probe}: {status}")
                 serving[entry.name] = route.version
         except Exception as exc:  # registry down, artifact missing, weights not loadable, deployment down
             return JSONResponse({"status": "not ready", "reason": f"{type(exc).__name__}: {exc}"}, status_code=503)
