@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING
 
@@ -91,17 +92,20 @@ def pool_usage(pools: tuple[str, ...], window_seconds: float) -> tuple[dict[str,
 
 
 def cached_pool_usage(
-    pools: tuple[str, ...], window_seconds: float, max_age: float
+    pools: tuple[str, ...], window_seconds: float, max_age: float, clock: Callable[[], float] = time.monotonic
 ) -> tuple[dict[str, float], set[str]]:
-    """:func:`pool_usage`, reused for ``max_age`` s (a DAG run creates its TIs in one go, each weighed twice)."""
+    """:func:`pool_usage`, reused for ``max_age`` s (a DAG run creates its TIs in one go, each weighed twice).
+
+    ``clock`` measures a reading's age (a test passes one it moves by hand).
+    """
     key = (pools, window_seconds)
     with _lock:
         hit = _cache.get(key)
-        if hit is not None and time.monotonic() - hit[0] < max_age:
+        if hit is not None and clock() - hit[0] < max_age:
             return hit[1], hit[2]
     usage, active = pool_usage(pools, window_seconds)
     with _lock:
-        _cache[key] = (time.monotonic(), usage, active)
+        _cache[key] = (clock(), usage, active)
     return usage, active
 
 

@@ -24,7 +24,9 @@ log = logging.getLogger(__name__)
 
 #: A DAG-run start reuses a thermal reading younger than this.
 THERMAL_MAX_AGE = 5.0
-_thermal: list = []  # [(monotonic time, ThermalReading)]
+#: The clock a reading's age is measured on (seconds; a test sets one it moves by hand).
+clock = time.monotonic
+_thermal: list = []  # [(clock() at the reading, ThermalReading)]
 
 
 def _is_scheduler_job(component: object) -> bool:
@@ -42,7 +44,7 @@ def _is_scheduler_job(component: object) -> bool:
 def _recent_thermal():
     from operators.pools import current_thermal
 
-    now = time.monotonic()
+    now = clock()
     if _thermal and now - _thermal[0][0] < THERMAL_MAX_AGE:
         return _thermal[0][1]
     reading = current_thermal()

@@ -47,9 +47,11 @@ def _thermal_state(thermal: ThermalReading | str | None) -> str:
 def plan_now(
     profile: HardwareProfile | None = None, thermal: ThermalReading | str | None = None
 ) -> tuple[dict[str, PoolSize], str]:
-    """(the pools this machine should have now, the thermal state used)."""
+    """(the pools this machine should have now, the thermal state used); honours ``$MLOPS_COMPUTE_SLOTS``."""
+    from mlops.settings import get_settings
+
     state = _thermal_state(thermal)
-    return pool_plan(profile or current_profile(), state), state
+    return pool_plan(profile or current_profile(), state, compute_slots=get_settings().compute_slots), state
 
 
 def write_pools(plan: dict[str, PoolSize], session: Session | None = None) -> dict[str, int]:

@@ -21,6 +21,7 @@ One object, read from the environment with documented defaults, so no module rea
 | MLOPS_EVIDENTLY_PORT   | 8002                                      | port of Evidently's UI (drift reports, behind a login) |
 | MLOPS_SERVING_MEMORY_GB | 25 % of RAM, at least 1                  | memory every project's replicas share (the Ray head's `memory` resource) |
 | MLOPS_POOL_REFRESH_SECONDS | 30                                    | how often the scheduler re-sizes the mlx pools to the thermal state (0: only at DAG-run starts) |
+| MLOPS_COMPUTE_SLOTS    | (unset: from the hardware)                | size of the mlx_compute pool before thermal scaling (replaces the accelerator/core-derived base) |
 | MLOPS_HARDWARE_ROOT    | (unset: /)                                | fake /sys + /proc tree for the Linux readers (tests, simulations) |
 | MLOPS_TELEMETRY        | (unset: off)                              | `on`: libraries' usage telemetry left to their defaults (mlops.telemetry) |
 """
@@ -54,6 +55,7 @@ class Settings:
     serving_memory_gb: float | None = None
     evidently_port: int = 8002
     capture_flush_seconds: float = 5.0  # how often the gateway writes captured predictions to Parquet
+    compute_slots: int | None = None  # MLOPS_COMPUTE_SLOTS: the mlx_compute pool's base, else from the hardware
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -70,13 +72,14 @@ class Settings:
             airflow_port=_number(env, "MLOPS_AIRFLOW_PORT", 8080, int, 1),
             gateway_port=_number(env, "MLOPS_GATEWAY_PORT", 8000, int, 1),
             bind_host=env.get("MLOPS_BIND_HOST") or "127.0.0.1",
-            pool_refresh_seconds=_number(env, "MLOPS_POOL_REFRESH_SECONDS", 30.0, float, 0.001),
+            pool_refresh_seconds=_number(env, "MLOPS_POOL_REFRESH_SECONDS", 30.0, float, 0),  # 0: refresher off
             hardware_root=Path(env["MLOPS_HARDWARE_ROOT"].strip()) if env.get("MLOPS_HARDWARE_ROOT", "").strip() else None,
             ray_port=_number(env, "MLOPS_RAY_PORT", 6390, int, 1),
             serve_port=_number(env, "MLOPS_SERVE_PORT", 8001, int, 1),
             serving_memory_gb=_number(env, "MLOPS_SERVING_MEMORY_GB", None, float, 0.001),
             evidently_port=_number(env, "MLOPS_EVIDENTLY_PORT", 8002, int, 1),
             capture_flush_seconds=_number(env, "MLOPS_CAPTURE_FLUSH_SECONDS", 5.0, float, 0.001),
+            compute_slots=_number(env, "MLOPS_COMPUTE_SLOTS", None, int, 1),
         )
 
     @cached_property

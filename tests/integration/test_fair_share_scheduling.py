@@ -16,28 +16,29 @@ operators/fair_share.py).  The workload is therefore realistic for that: DAG run
 created over time (catch-up of an hourly schedule, at most 2 active runs per DAG, so a new
 run -- and its weight -- is made each time one finishes), as recurring project runs are.
 
-The `mlx_compute` pool is sized by the plugin's listener at scheduler start: a fake sysfs
-thermal zone (MLOPS_HARDWARE_ROOT) reads "critical", so the pool is 25 % of the machine's
-compute slots, i.e. 1 on any machine with fewer than 8; a later DAG run start re-reads the
-zone after it cools, which shows in the pool's description.
+The `mlx_compute` pool is sized by the plugin's listener at scheduler start, on any machine
+the same: MLOPS_COMPUTE_SLOTS=4 stands in for the hardware-derived base, and a fake sysfs
+thermal zone (MLOPS_HARDWARE_ROOT) reads "critical", so the pool is 25 % of 4 = 1 slot. After
+the workload the zone cools and a new DAG run's start re-reads it: the pool grows to 4 (the
+scheduler's refresher thread is off, MLOPS_POOL_REFRESH_SECONDS=0, so only that hook can).
 """
 
 from __future__ import annotations
 
 import subprocess
 import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 from mlops_testing import airflow_cluster, fake_thermal_zone, set_zone_state, sqlite_rows, wait_for
 
-from mlops.hardware import probe
-from mlops.resources.pools import pool_plan
 from mlops.resources.names import COMPUTE_POOL
 
 REPO = Path(__file__).resolve().parents[2]
 RUNS = {"a": 12, "b": 6}
 PRIORITY = {"a": 8, "b": 2}
+BASE_SLOTS = 4  # MLOPS_COMPUTE_SLOTS: critical keeps 25 % of it, one slot
 
 DAGS = f'''
 import time
@@ -88,6 +89,8 @@ def scheduler(tmp_path: Path):
     fake_thermal_zone(hw, "critical")
     extra = {
         "MLOPS_HARDWARE_ROOT": str(hw),
+        "MLOPS_COMPUTE_SLOTS": str(BASE_SLOTS),
+        "MLOPS_POOL_REFRESH_SECONDS": "0",
         "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
         "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "30",
@@ -122,14 +125,16 @@ def test_fair_share_lets_the_low_priority_project_progress(scheduler):
     db, env = scheduler["db"], scheduler["env"]
     logs = scheduler["logs"]
 
-    critical = pool_plan(probe(), "critical")[COMPUTE_POOL].slots
-    pool = wait_for(lambda: sqlite_rows(db, "select slots, description from slot_pool where pool = ?", COMPUTE_POOL),
-                    90, "the scheduler's listener to create the mlx_compute pool")[0]
-    assert pool[0] == critical and "thermal critical" in pool[1], pool
+    def compute_pool() -> tuple[int, str]:
+        return sqlite_rows(db, "select slots, description from slot_pool where pool = ?", COMPUTE_POOL)[0]
+
+    wait_for(lambda: sqlite_rows(db, "select 1 from slot_pool where pool = ?", COMPUTE_POOL),
+             90, "the scheduler's listener to create the mlx_compute pool")
+    slots, description = compute_pool()
+    assert slots == 1, (slots, description)  # the workload below is sized for one slot
+    assert f"MLOPS_COMPUTE_SLOTS={BASE_SLOTS}" in description and f"thermal critical: 25% of {BASE_SLOTS}" in description
     wait_for(lambda: "mlops pools synced at scheduler start (thermal critical)" in (logs / "scheduler.log").read_text(),
              10, "the on_starting listener's log line")
-    if critical != 1:
-        pytest.skip(f"the workload is sized for a 1-slot pool; critical gives {critical} slots on this machine")
 
     total = sum(RUNS.values())
     dag_ids = ("fsa__load", "fsb__load", "ctla__load", "ctlb__load")
@@ -161,11 +166,18 @@ def test_fair_share_lets_the_low_priority_project_progress(scheduler):
     # The weights are the strategy's, not the plain priorities.
     assert {p for _, p in fair} - set(PRIORITY.values()), summary
 
-    # A DAG run start re-reads the thermal state: the zone cooled, the pool's description follows.
+    # The pool held one slot throughout: never two of its tasks running at once.
+    rows = sqlite_rows(db, "select start_date, end_date from task_instance where dag_id in (?, ?) order by start_date",
+                       "fsa__load", "fsb__load")
+    spans = [(datetime.fromisoformat(start), datetime.fromisoformat(end)) for start, end in rows]
+    assert len(spans) == total and all(end <= start for (_, end), (start, _) in zip(spans, spans[1:])), rows
+    assert compute_pool()[0] == 1
+
+    # A DAG run start re-reads the thermal state: the zone cooled, the pool grows back to its base.
     set_zone_state(scheduler["hw"], "nominal")
-    time.sleep(6)  # the listener reuses a reading for 5 s
+    time.sleep(6)  # not an assertion: the listener reuses a reading for THERMAL_MAX_AGE (5 s), let it age
     subprocess.run([scheduler["airflow"], "dags", "trigger", "tick"], env=env, check=True, stdout=subprocess.DEVNULL)
-    wait_for(lambda: "thermal nominal" in sqlite_rows(db, "select description from slot_pool where pool = ?", COMPUTE_POOL)[0][0],
-             60, "the DAG-run listener to resize mlx_compute for the nominal state")
+    wait_for(lambda: compute_pool()[0] == BASE_SLOTS, 60, "the DAG-run listener to resize mlx_compute for the nominal state")
+    assert f"thermal nominal: 100% of {BASE_SLOTS}" in compute_pool()[1]
     wait_for(lambda: sqlite_rows(db, "select 1 from dag_run where dag_id = 'tick' and state in ('success', 'failed')"),
              60, "the tick run to finish")

@@ -149,11 +149,14 @@ def _delete_runs(dag_ids: list[str]) -> None:
             conn.execute(model.__table__.delete().where(model.__table__.c.dag_id.in_(dag_ids)))
 
 
-def test_pool_usage_on_a_real_db_equals_the_hand_computed_slot_seconds(airflow_db):
+def test_pool_usage_on_a_real_db_equals_the_hand_computed_slot_seconds(airflow_db, monkeypatch):
     """Task instances with known pools, slots and times in Airflow's own DB; usage computed by hand."""
     import time
 
+    from operators import fair_share
     from operators.fair_share import FairShareWeight, cached_pool_usage, pool_usage
+
+    monkeypatch.setattr(fair_share, "_cache", {})  # readings stamped by this test's clock stay in this test
 
     pools, window = FairShareWeight.pools, FairShareWeight.window_seconds  # mlx_memory, mlx_compute; 30 min
     assert (set(pools), window) == ({"mlx_memory", "mlx_compute"}, 1800)
@@ -186,13 +189,19 @@ def test_pool_usage_on_a_real_db_equals_the_hand_computed_slot_seconds(airflow_d
         assert {"fsc", "fsd", "fse"}.isdisjoint(usage)
         assert {"fsa", "fsb", "fsc"} <= active and {"fsd", "fse"}.isdisjoint(active)
 
-        # Cached: the same reading for max_age seconds; a fresh one after, where the running task
-        # has run on and the window's start has moved past more of fsb's train.
-        first = cached_pool_usage(pools, window, 0.0)  # max_age 0: read now (and keep it)
+        # Cached: the same reading for max_age seconds of the cache's clock (moved by hand here); a
+        # fresh one after, where the running task has run on and the window's start has moved past
+        # more of fsb's train (the sleep lets the DB's wall-clock "now" move).
+        now = [1000.0]
+        clock = lambda: now[0]  # noqa: E731
+        first = cached_pool_usage(pools, window, 0.0, clock)  # max_age 0: read now (and keep it)
         time.sleep(0.05)
-        assert cached_pool_usage(pools, window, 60.0) == first
-        fresh = cached_pool_usage(pools, window, 0.0)
+        now[0] += 60.0 - 0.25
+        assert cached_pool_usage(pools, window, 60.0, clock) == first  # younger than 60 s: reused
+        now[0] += 0.25
+        fresh = cached_pool_usage(pools, window, 60.0, clock)  # 60 s old: read again
         assert fresh[0]["fsa"] > first[0]["fsa"] and fresh[0]["fsb"] < first[0]["fsb"]
+        assert cached_pool_usage(pools, window, 60.0, clock) == fresh
     finally:
         _delete_runs(dags)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -249,12 +250,17 @@ def test_pools_follow_a_fake_sysfs_zone(restore_pools, tmp_path, monkeypatch):
 
 
 def test_listener_resizes_at_dag_run_start(restore_pools, tmp_path, monkeypatch):
-    """The plugin's hooks: a DAG-run start re-reads thermal; on_starting ignores non-scheduler components."""
+    """The plugin's hooks: a DAG-run start re-reads thermal; on_starting ignores non-scheduler components.
+
+    A reading is reused for THERMAL_MAX_AGE seconds of the listener's clock, here one moved by hand.
+    """
     from operators import listeners, pools
 
+    now = [1000.0]
     monkeypatch.setenv("MLOPS_HARDWARE_ROOT", str(tmp_path))
     monkeypatch.setattr(pools, "current_profile", lambda: cpu_box(16, 64))
     monkeypatch.setattr(listeners, "_thermal", [])
+    monkeypatch.setattr(listeners, "clock", lambda: now[0])
 
     class Run:  # detached: no session, so the hook commits its own
         run_id = "manual__1"
@@ -263,16 +269,73 @@ def test_listener_resizes_at_dag_run_start(restore_pools, tmp_path, monkeypatch)
     listeners.on_dag_run_running(dag_run=Run(), msg="started")
     assert _rows()[COMPUTE_POOL][0] == 2
     fake_thermal_zone(tmp_path, "nominal")
+    now[0] += listeners.THERMAL_MAX_AGE - 0.25
     listeners.on_dag_run_running(dag_run=Run(), msg="started")
-    assert _rows()[COMPUTE_POOL][0] == 2  # reading reused for THERMAL_MAX_AGE seconds
-    monkeypatch.setattr(listeners, "_thermal", [])
+    assert _rows()[COMPUTE_POOL][0] == 2  # the reading is younger than THERMAL_MAX_AGE: reused
+    now[0] += 0.25  # exact in binary floating point: the age is THERMAL_MAX_AGE
     listeners.on_dag_run_running(dag_run=Run(), msg="started")
-    assert _rows()[COMPUTE_POOL][0] == 8
+    assert _rows()[COMPUTE_POOL][0] == 8  # THERMAL_MAX_AGE old: read again, the zone cooled
+    fake_thermal_zone(tmp_path, "serious")
+    listeners.on_dag_run_running(dag_run=Run(), msg="started")
+    assert _rows()[COMPUTE_POOL][0] == 8  # the fresh reading is reused (the clock did not move)
+    now[0] += 3600
+    listeners.on_dag_run_running(dag_run=Run(), msg="started")
+    assert _rows()[COMPUTE_POOL][0] == 4
 
     fake_thermal_zone(tmp_path, "critical")
-    monkeypatch.setattr(listeners, "_thermal", [])
+    now[0] += 3600
     listeners.on_starting(component=object())  # e.g. a task process: ignored
-    assert _rows()[COMPUTE_POOL][0] == 8
+    assert _rows()[COMPUTE_POOL][0] == 4
+
+
+def test_compute_slots_setting_replaces_the_hardware_base(restore_pools, tmp_path, monkeypatch):
+    """MLOPS_COMPUTE_SLOTS: the compute pool's base whatever the cores; thermal scaling still applies."""
+    from mlops.settings import Settings, SettingsError
+    from operators.pools import sync_pools
+
+    monkeypatch.setenv("MLOPS_HARDWARE_ROOT", str(tmp_path))
+    monkeypatch.setenv("MLOPS_COMPUTE_SLOTS", "4")
+    got = []
+    for box in (cpu_box(64, 64), cpu_box(2, 64)):  # hardware bases 32 and 1
+        for state in ("nominal", "serious", "critical"):
+            fake_thermal_zone(tmp_path, state)
+            got.append(sync_pools(box)[COMPUTE_POOL])
+    assert got == [4, 2, 1] * 2
+    description = _rows()[COMPUTE_POOL][1]
+    assert "MLOPS_COMPUTE_SLOTS=4 (the hardware would give 1: CPU only: 2 physical cores // 2)" in description
+    assert "thermal critical: 25% of 4" in description
+    assert _rows()[MEMORY_POOL][0] == 48  # the memory pool is not affected
+    monkeypatch.delenv("MLOPS_COMPUTE_SLOTS")
+    fake_thermal_zone(tmp_path, "nominal")
+    assert sync_pools(cpu_box(64, 64))[COMPUTE_POOL] == 32
+
+    for bad in ("0", "-1", "1.5", "many"):
+        with pytest.raises(SettingsError, match=rf"MLOPS_COMPUTE_SLOTS='{re.escape(bad)}': expected a number >= 1"):
+            Settings.from_env({"MLOPS_COMPUTE_SLOTS": bad})
+    with pytest.raises(ValueError, match="base_slots must be a whole number >= 1"):
+        pool_plan(cpu_box(), "nominal", compute_slots=0)
+
+
+def test_pool_refresh_zero_turns_the_refresher_off(monkeypatch):
+    """MLOPS_POOL_REFRESH_SECONDS=0 is documented as "only at DAG-run starts": accepted, and no thread starts."""
+    from mlops.settings import Settings, SettingsError
+    from operators import listeners
+
+    assert Settings.from_env({"MLOPS_POOL_REFRESH_SECONDS": "0"}).pool_refresh_seconds == 0
+    with pytest.raises(SettingsError, match="MLOPS_POOL_REFRESH_SECONDS='-1'"):
+        Settings.from_env({"MLOPS_POOL_REFRESH_SECONDS": "-1"})
+    monkeypatch.setenv("MLOPS_POOL_REFRESH_SECONDS", "0")
+    monkeypatch.setattr(listeners, "_refresher", [])
+    listeners._start_refresher()
+    assert listeners._refresher == []
+    monkeypatch.setenv("MLOPS_POOL_REFRESH_SECONDS", "3600")
+    listeners._start_refresher()
+    try:
+        assert len(listeners._refresher) == 1 and listeners._refresher[0].is_alive()
+        assert listeners._refresher[0].interval == 3600
+    finally:
+        listeners.before_stopping(component=object())
+    assert listeners._refresher == []
 
 
 # ----------------------------------------------------------------- CLI

@@ -14,6 +14,8 @@ Two Airflow pools gate the heavy MLX steps (names in :mod:`mlops.resources.names
     -> 2 (one kernel stream computes while the other loads/evaluates; more only queue on
     the one GPU); CUDA -> one per GPU (1 when the count is unknown); CPU only ->
     ``max(1, physical cores // 2)`` (an MLX CPU task keeps about two cores busy).
+    ``MLOPS_COMPUTE_SLOTS`` replaces that hardware-derived base (an operator's choice, or a
+    test that needs a known pool size on any machine); thermal scaling still applies.
 
 Thermal scaling, the platform's choice: a hot machine runs fewer accelerator tasks at once.
 The compute pool is scaled by the thermal state -- nominal 100 %, fair 75 %, serious 50 %,
@@ -112,9 +114,17 @@ def thermal_scaled(base: int, thermal_state: str) -> int:
     return max(1, math.floor(base * THERMAL_SCALE[thermal_state] + 1e-9))
 
 
-def compute_pool(profile: HardwareProfile, thermal_state: str) -> PoolSize:
-    """The ``mlx_compute`` pool: accelerator concurrency, shrunk while the machine runs hot."""
+def compute_pool(profile: HardwareProfile, thermal_state: str, base_slots: int | None = None) -> PoolSize:
+    """The ``mlx_compute`` pool: accelerator concurrency, shrunk while the machine runs hot.
+
+    ``base_slots`` (``MLOPS_COMPUTE_SLOTS``) replaces the hardware-derived base before thermal scaling.
+    """
     _, base, why = accelerator(profile)
+    if base_slots is not None:
+        if _int(base_slots) is None:
+            raise ValueError(f"base_slots must be a whole number >= 1, got {base_slots!r}")
+        why = f"MLOPS_COMPUTE_SLOTS={base_slots} (the hardware would give {base}: {why})"
+        base = base_slots
     slots = thermal_scaled(base, thermal_state)
     if thermal_state == UNKNOWN:
         heat = "thermal state unknown: not scaled"
@@ -127,14 +137,20 @@ def compute_pool(profile: HardwareProfile, thermal_state: str) -> PoolSize:
     )
 
 
-def pool_plan(profile: HardwareProfile, thermal_state: str, reserve_gb: float | None = None) -> dict[str, PoolSize]:
+def pool_plan(
+    profile: HardwareProfile,
+    thermal_state: str,
+    reserve_gb: float | None = None,
+    compute_slots: int | None = None,
+) -> dict[str, PoolSize]:
     """Both pools for this machine in this thermal state, keyed by pool name.
 
-    ``reserve_gb`` overrides the default reserve (``max(2 GB, 25 % of total)``).
+    ``reserve_gb`` overrides the default reserve (``max(2 GB, 25 % of total)``);
+    ``compute_slots`` the compute pool's hardware-derived base (thermal scaling still applies).
     """
     return {
         MEMORY_POOL: memory_pool(profile, reserve_gb),
-        COMPUTE_POOL: compute_pool(profile, thermal_state),
+        COMPUTE_POOL: compute_pool(profile, thermal_state, compute_slots),
     }
 
 
