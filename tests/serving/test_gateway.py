@@ -207,3 +207,36 @@ def test_no_keys_means_no_app(served):
     with pytest.raises(ValueError):
         create_app(served.settings, set())
 
+
+
+def test_the_deployer_asks_the_gateway_to_list_the_version_before_the_switch(served, monkeypatch):
+    """`deploy.announce` against a real gateway on a free port: a listed version passes, a version the
+    gateway's registry does not hold, a refused key and no gateway at all each get their answer."""
+    import dataclasses
+    import threading
+
+    import uvicorn
+    from mlops_testing import free_port, wait_for
+
+    from mlops.serving.deploy import DeployError, announce
+
+    settings = dataclasses.replace(served.settings, gateway_port=free_port())
+    server = uvicorn.Server(uvicorn.Config(
+        create_app(settings, {KEY}), host="127.0.0.1", port=settings.gateway_port, log_level="warning", access_log=False
+    ))
+    threading.Thread(target=server.run, daemon=True).start()
+    try:
+        wait_for(lambda: server.started, 30, "the gateway", interval=0.05)
+        monkeypatch.setenv("MLOPS_API_KEYS", KEY)  # the deployer's key
+        assert announce(settings, MLP, served.versions[MLP][0]) == "knows it"
+        with pytest.raises(DeployError, match=rf"does not see {MLP} v99 in its registry \(it lists \[1"):
+            announce(settings, MLP, 99)
+        with pytest.raises(DeployError, match="does not see no_such_project v1 in its registry \\(it lists \\[\\]\\)"):
+            announce(settings, "no_such_project", 1)
+        monkeypatch.setenv("MLOPS_API_KEYS", "not-the-key")
+        with pytest.raises(DeployError, match="refused the rescan: HTTP Error 403"):
+            announce(settings, MLP, served.versions[MLP][0])
+    finally:
+        server.should_exit = True
+    nobody = dataclasses.replace(settings, gateway_port=free_port())
+    assert announce(nobody, MLP, served.versions[MLP][0]) == "not running"

@@ -2,14 +2,17 @@
 
 One head and one gateway for the module; three registered versions of one project (seeds 0, 1,
 2) and a second project for autoscaling. Checks: a deploy serves through the gateway with the
-registered model's predictions; 5 version swaps under continuous load lose no request; a
-version that fails its health check is rolled back while the old one keeps serving;
+registered model's predictions; 5 version swaps under continuous load lose no request, each new
+version registered while the gateway runs (as the lifecycle does); a second gateway the deployer
+does not talk to learns a new version from one scan (and a route to a missing one costs one
+scan, not a storm); a version that fails its health check is rolled back while the old one keeps serving;
 replicas scale up under load and back down; replica memory comes from the measured
 footprint and the plan stays within the serving memory budget.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import http.client
 import json
 import os
@@ -39,14 +42,14 @@ class Cluster:
     server: object = None
 
 
-def _start_gateway(settings, key: str):
+def _start_gateway(settings, key: str, port: int | None = None, **options):
     import uvicorn
 
     from mlops.serving.gateway import create_app
 
-    app = create_app(settings, {key})
+    app = create_app(settings, {key}, **options)
     server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=settings.gateway_port, log_level="warning", access_log=False)
+        uvicorn.Config(app, host="127.0.0.1", port=port or settings.gateway_port, log_level="warning", access_log=False)
     )
     threading.Thread(target=server.run, daemon=True).start()
     wait_for(lambda: server.started, 30, "the gateway", interval=0.05)
@@ -190,30 +193,154 @@ def test_deploy_serves_registered_predictions_through_the_gateway(cluster):
 
 
 def test_five_swaps_under_load_lose_no_request(cluster):
+    """Counts and order, not speed: every phase between swaps serves only the version just deployed,
+    requests are in flight across every swap, and none of them fails.
+
+    As the lifecycle does it: each new version is registered while the gateway serves, just before its
+    deploy, so the route switches to a version the gateway's first scan (the load's first requests) did
+    not list; the third swap goes back to a version it knows."""
     from mlops.serving.deploy import deploy_version
 
     settings = cluster.settings
     serving = ServingConfig(enabled=True, min_replicas=1, max_replicas=1)
     deploy_version(settings, PROJECT, serving, cluster.versions[0])
-    v1, v2, v3 = cluster.versions
+    v1 = cluster.versions[0]
+    per_phase = 20  # answers each version gives the load between two swaps
     load = Load(settings.gateway_port, cluster.key, PROJECT, concurrency=4)
-    swaps = []
+    swaps = []  # (version, perf_counter before deploy_version, after it returned)
+
+    def answered_since(since: float, version: int) -> int:
+        return sum(1 for start, _, v in list(load.results) if start > since and v == version)
+
     try:
-        time.sleep(2)
-        for version in (v2, v3, v1, v2, v3):
+        wait_for(lambda: answered_since(0.0, v1) >= per_phase, 120, f"the load answered by v{v1}", interval=0.1)
+        for step in range(5):
+            # registered now, while the load runs (seeds differ from the fixture's)
+            version = v1 if step == 2 else train_and_register(settings, PROJECT, "mlp_classifier", seed=20 + step)["version"]
+            began = time.perf_counter()
             result = deploy_version(settings, PROJECT, serving, version)
+            returned = time.perf_counter()
             assert result["changed"] and result["drain"]["gateway"] == "switched", result
-            swaps.append(result)
-        time.sleep(1)
+            assert result["gateway"] == "knows it", result  # the gateway listed it before the route moved
+            swaps.append((version, began, returned))
+            wait_for(lambda: answered_since(returned, version) >= per_phase or load.failures, 120,
+                     f"the load answered by v{version}", interval=0.1)
     finally:
         load.finish()
-    assert load.failures == [], load.failures[:5]
-    served_versions = {version for _, _, version in load.results}
-    assert served_versions == {v1, v2, v3}, served_versions
-    assert len(load.results) > 100
+    assert load.failures == [], (len(load.failures), len(load.results), load.failures[:5])
+    new = [version for version, _, _ in swaps if version != v1]
+    assert len(new) == 4 and min(new) > max(cluster.versions), swaps  # registered after the gateway's first scan
+    results = sorted(load.results)
+    previous = [v1] + [version for version, _, _ in swaps[:-1]]
+    next_began = [began for _, began, _ in swaps[1:]] + [float("inf")]
+    for (version, began, returned), old, until in zip(swaps, previous, next_began):
+        # Requests that overlap the swap (in flight while it ran) got the old or the new version.
+        during = [v for start, seconds, v in results if start < returned and start + seconds > began]
+        assert during and set(during) <= {old, version}, (version, during)
+        # Started after the swap returned, finished before the next began: the new version only.
+        after = [v for start, seconds, v in results if start > returned and start + seconds < until]
+        assert len(after) >= per_phase and set(after) == {version}, (version, after)
     # Only the serving version's application is left; its route is the last deploy's.
     statuses = _app_statuses(settings)
-    assert set(statuses) == {f"{PROJECT}-v{v3}"}, statuses
+    assert set(statuses) == {f"{PROJECT}-v{swaps[-1][0]}"}, statuses
+
+
+def _http_get(port: int, path: str, key: str | None = None) -> str:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    conn.request("GET", path, headers={"X-API-Key": key} if key else {})
+    response = conn.getresponse()
+    body = response.read().decode()
+    assert response.status == 200, (path, response.status, body[:300])
+    return body
+
+
+def _scans(port: int, project: str) -> int:
+    """How many times the gateway on `port` rescanned `project`'s versions (its /metrics)."""
+    import re
+
+    text = _http_get(port, "/metrics")
+    found = re.findall(rf'mlops_gateway_registry_scans_total\{{scope="model",model="{project}"\}} (\d+)', text)
+    return int(found[0]) if found else 0
+
+
+def _burst(port: int, key: str, project: str, model: str = "latest", clients: int = 8) -> list[tuple[int, dict]]:
+    """`clients` predicts sent at once (connected first, then released by a barrier): (status, body) of each."""
+    barrier = threading.Barrier(clients)
+    answers: list[tuple[int, dict]] = []
+
+    def one() -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        conn.connect()
+        barrier.wait()
+        conn.request(
+            "POST", f"/v1/projects/{project}/models/{model}/predict", body=json.dumps({"inputs": {"x": X.tolist()}}),
+            headers={"Content-Type": "application/json", "X-API-Key": key},
+        )
+        response = conn.getresponse()
+        answers.append((response.status, json.loads(response.read())))
+
+    threads = [threading.Thread(target=one) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert len(answers) == clients, answers
+    return answers
+
+
+def test_a_gateway_the_deployer_does_not_reach_learns_a_new_version_from_one_scan(cluster):
+    """A second gateway on its own port (the deployer neither announces to it nor drains it) scanned the
+    registry before a version was registered and deployed; once the route table names that version, a
+    burst of requests is served by it after exactly one scan of the project: every request that missed
+    waits on that scan, none is refused.
+
+    A route naming a version that does not exist costs one scan per route-table generation, every request
+    a 404 naming the version; an unknown version asked for directly is answered from the last scan.
+    """
+    from mlops.serving.deploy import deploy_version
+    from mlops.serving.routes import read_routes, routes_file, write_route
+
+    settings = cluster.settings
+    serving = ServingConfig(enabled=True, min_replicas=1, max_replicas=1, memory_gb=0.5)
+    deploy_version(settings, PROJECT, serving, cluster.versions[0])
+    port = free_port()
+    second = _start_gateway(settings, cluster.key, port, rescan_seconds=3600)  # negative cache: an hour
+    try:
+        assert _predict(port, cluster.key, PROJECT)["version"] == cluster.versions[0]  # its first scan
+        new = train_and_register(settings, PROJECT, "mlp_classifier", seed=40)["version"]
+        result = deploy_version(settings, PROJECT, serving, new)
+        assert result["changed"] and result["gateway"] == "knows it", result  # the first gateway knew it
+        before = _scans(port, PROJECT)
+        answers = _burst(port, cluster.key, PROJECT)
+        assert [status for status, _ in answers] == [200] * 8, answers
+        assert {body["version"] for _, body in answers} == {new}
+        assert _scans(port, PROJECT) == before + 1
+
+        # The route table names a version nobody registered (a hand edit, a deployer of another registry).
+        _, routes = read_routes(routes_file(settings))
+        serving_route = routes[PROJECT]
+        missing = new + 100
+        generation = write_route(settings, dataclasses.replace(serving_route, version=missing))
+        try:
+            wait_for(
+                lambda: json.loads(_http_get(port, "/v1/routes", cluster.key))["generation"] >= generation,
+                30, "the second gateway to read the route table", interval=0.05,
+            )
+            before = _scans(port, PROJECT)
+            for _ in range(2):
+                answers = _burst(port, cluster.key, PROJECT)
+                assert [status for status, _ in answers] == [404] * 8, answers
+                assert all(f"has no version {missing} (the route table" in body["detail"] for _, body in answers), answers
+            assert _scans(port, PROJECT) == before + 1
+        finally:
+            write_route(settings, serving_route)
+        before = _scans(port, PROJECT)
+        answers = _burst(port, cluster.key, PROJECT, model=str(missing + 1))
+        assert [status for status, _ in answers] == [404] * 8, answers
+        assert all(f"has no version {missing + 1};" in body["detail"] for _, body in answers), answers
+        assert _scans(port, PROJECT) == before
+    finally:
+        second.should_exit = True
 
 
 def test_a_version_failing_its_health_check_is_rolled_back(cluster):
@@ -285,14 +412,47 @@ def test_plan_keeps_every_project_within_the_budget():
         plan_replicas("p", ServingConfig(min_replicas=3, max_replicas=3), gib, 4 * gib, {"other": 2 * gib})
 
 
-def test_ray_refuses_a_driver_without_the_token(cluster, tmp_path):
+def test_ray_refuses_a_driver_without_the_right_token_and_admits_it_with(cluster, tmp_path):
+    """One driver, one address: no token and a wrong token are refused by the head's authentication;
+    the cluster's token connects (to this head: its `memory` resource is the serving budget)."""
+    import secrets
     import subprocess
     import sys
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")}
-    env["HOME"] = str(tmp_path)  # no ~/.ray/auth_token either
-    result = subprocess.run(
-        [sys.executable, "-c", f"import ray; ray.init(address='127.0.0.1:{cluster.settings.ray_port}'); print('CONNECTED')"],
-        env=env, capture_output=True, text=True, timeout=120,
+    from mlops.serving.ray_cluster import ensure_ray_token, ray_environment
+
+    settings = cluster.settings
+    code = (
+        f"import ray; ray.init(address='127.0.0.1:{settings.ray_port}'); "
+        "print('CONNECTED', int(ray.cluster_resources()['memory']))"
     )
-    assert result.returncode != 0 and "CONNECTED" not in result.stdout
+    base = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")}
+    base["HOME"] = str(tmp_path)  # no ~/.ray/auth_token either
+    right = ray_environment(settings)
+    token = ensure_ray_token(settings).read_text().strip()
+    wrong_token = secrets.token_urlsafe(24)
+    assert wrong_token != token and len(wrong_token) == len(token)
+    wrong_file = tmp_path / "wrong_token"
+    wrong_file.write_text(wrong_token)
+    envs = {
+        "no token": base,
+        "wrong token": {**base, **right, "RAY_AUTH_TOKEN_PATH": str(wrong_file)},  # differs from `right` only here
+        "the token": {**base, **right},
+    }
+    drivers = {
+        name: subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for name, env in envs.items()
+    }
+    done = {name: (proc.communicate(timeout=180), proc.returncode) for name, proc in drivers.items()}
+
+    # Ray 2.60's GCS answers UNAUTHENTICATED; the driver raises it as AuthenticationError (ray/exceptions.py).
+    refusal = "ray.exceptions.AuthenticationError: RPC error: InvalidAuthToken: Authentication token is missing or incorrect"
+    for name in ("no token", "wrong token"):
+        (out, err), code_ = done[name]
+        assert code_ != 0 and "CONNECTED" not in out, (name, out, err[-2000:])
+        assert refusal in err, (name, err[-2000:])
+        assert "Unauthenticated" in err, (name, err[-2000:])  # the GCS client's own log of the server's answer
+    (out, err), code_ = done["the token"]
+    assert code_ == 0, err[-2000:]
+    assert out.split() == ["CONNECTED", str(settings.serving_memory_bytes)], (out, err[-2000:])
+    assert "AuthenticationError" not in err and "InvalidAuthToken" not in err

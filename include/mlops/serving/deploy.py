@@ -12,9 +12,14 @@
    signature's example batch answers 200 with finite outputs. If any of that fails within
    `serving.health_timeout_s`, the new application is deleted and `DeployError` says that
    the old version keeps serving (rollback: the route never moved);
-4. switch: one atomic write of the route table (`routes.py`); the gateway sends every
+4. announce: the gateway (if one runs on `gateway_port`) rescans the project's registered
+   versions and must list the new one, so no request waits for a scan after the switch.
+   A gateway that does not see the version would answer 404 to every request: the deploy is
+   rolled back as in 3. (A gateway the deployer does not reach scans the project itself on
+   the first request that names the version: `gateway.py`.);
+5. switch: one atomic write of the route table (`routes.py`); the gateway sends every
    request it accepts afterwards to the new version;
-5. drain: wait until the gateway reports the new generation and no request in flight to
+6. drain: wait until the gateway reports the new generation and no request in flight to
    the old target (no gateway running: nothing can be in flight), then delete the old
    application (Serve lets its replicas finish what they hold).
 
@@ -132,16 +137,44 @@ def _wait_running(app: str, timeout: float) -> None:
         time.sleep(0.25)
 
 
-def drain(settings: Settings, generation: int, old_url: str, timeout: float = 60.0) -> dict[str, Any]:
-    """Wait until the gateway uses `generation` and has nothing in flight to `old_url`."""
+def _gateway_headers(settings: Settings) -> dict[str, str]:
     from mlops.serving.api_keys import load_api_keys
 
     keys = sorted(load_api_keys(settings))
+    return {"X-API-Key": keys[0]} if keys else {}
+
+
+def announce(settings: Settings, project: str, version: int, timeout: float = 60.0) -> str:
+    """Have the gateway rescan `project` and check it lists `version`: "knows it" or "not running".
+
+    Raises DeployError when the gateway refuses the call or does not list the version.
+    """
+    from urllib.parse import quote
+
+    url = f"http://{settings.bind_host}:{settings.gateway_port}/v1/reload?project={quote(project)}"
+    try:
+        seen = _http_json(url, b"", _gateway_headers(settings), timeout=timeout)
+    except (urllib.error.URLError, ConnectionError) as exc:
+        if isinstance(exc, urllib.error.HTTPError):
+            raise DeployError(f"the gateway at {url} refused the rescan: {exc}") from None
+        return "not running"
+    listed = seen.get("models", {}).get(project, [])
+    if version not in listed:
+        raise DeployError(
+            f"the gateway at {url} does not see {project} v{version} in its registry (it lists {listed}): "
+            "switching the route would leave it unable to serve the project"
+        )
+    return "knows it"
+
+
+def drain(settings: Settings, generation: int, old_url: str, timeout: float = 60.0) -> dict[str, Any]:
+    """Wait until the gateway uses `generation` and has nothing in flight to `old_url`."""
     url = f"http://{settings.bind_host}:{settings.gateway_port}/v1/routes"
+    headers = _gateway_headers(settings)
     deadline = time.monotonic() + timeout
     while True:
         try:
-            seen = _http_json(url, headers={"X-API-Key": keys[0]} if keys else {}, timeout=5)
+            seen = _http_json(url, headers=headers, timeout=5)
         except (urllib.error.URLError, ConnectionError) as exc:
             if isinstance(exc, urllib.error.HTTPError):
                 raise DeployError(f"the gateway at {url} refused the drain check: {exc}") from None
@@ -230,6 +263,7 @@ def deploy_version(settings: Settings, project: str, serving: ServingConfig, ver
             )
             _wait_running(app, serving.health_timeout_s)
             health = check_health(url, version, signature, min(serving.max_batch_size, 8))
+            gateway = announce(settings, project, version)
         except Exception as exc:
             with _quiet():
                 serve.delete(app)
@@ -265,6 +299,7 @@ def deploy_version(settings: Settings, project: str, serving: ServingConfig, ver
         "replicas": plan.as_dict(),
         "budget_bytes": plan.budget_bytes,
         "ready_s": round(ready_s, 2),
+        "gateway": gateway,
         "drain": drained,
     }
 

@@ -10,7 +10,8 @@ Routes (JSON unless noted):
 |                                                        |     | backend, device, replicas, deployment           |
 | GET  /v1/routes                                        | yes | route-table generation in use, routes, requests |
 |                                                        |     | in flight per target (the deployer drains on it)|
-| POST /v1/reload                                        | yes | rescan the registry for new/deleted versions    |
+| POST /v1/reload[?project=name]                         | yes | rescan the registry (or one model) for new and  |
+|                                                        |     | deleted versions; answers what it lists         |
 | POST /v1/projects/{project}/feedback                   | yes | ground-truth labels of a served request         |
 | GET  /healthz                                          | no  | process is up (always 200)                      |
 | GET  /readyz                                           | no  | 200 once every model's latest version is loaded |
@@ -34,9 +35,19 @@ Where a predict goes: a project with a route (`routes.py`, written by the deploy
 validated inputs; a target that cannot be reached gives 502 naming it. Every other version
 runs in this process: models load lazily (first predict, /readyz) and stay cached, MLX work
 runs on one dedicated thread, and requests that wait while a model is busy are batched
-into one call (`batching.MicroBatcher`; `batching=False` turns it off). A predict for an unknown
-model rescans the registry (at most every `rescan_seconds`), so new registrations appear
-without a restart; `reload()` (or POST /v1/reload) forces it.
+into one call (`batching.MicroBatcher`; `batching=False` turns it off).
+
+New registrations appear without a restart. A predict naming a version the catalog does not
+hold rescans that model's versions (an unknown project: the whole registry) and waits for
+the scan; one scan per model is in flight at a time, and every request that misses while it
+runs waits on it (single flight) instead of being refused. A version the route table names
+was registered before the table was written, so a scan started after the gateway read the
+table settles it: the route's version is served with no 404 and, if it truly does not
+exist, one scan answers every request of that table generation (404 naming the version). Any
+other miss is answered from a scan at most `rescan_seconds` old (a short negative cache), so
+a burst of requests for versions that do not exist costs at most one scan per model per
+`rescan_seconds`. `reload()` (or POST /v1/reload) forces a scan; the deployer calls it for
+the project before it switches a route (`deploy.py`), so the gateway knows the version first.
 
 Prediction capture (`capture=True`, the default): every successful predict gets a request id
 (32 hex digits, 24 of them random: `mlops.monitoring.request_ids`; `"request_id"` in the body; no header: it cost the server and every client a
@@ -79,6 +90,8 @@ if TYPE_CHECKING:
 
     from mlops.settings import Settings
 
+ALL = ""  # registry-scan key of the whole registry (a model's name is never empty)
+NEVER = -math.inf  # scanned_at of a key never scanned
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 INT32 = (-(2**31), 2**31 - 1)
 
@@ -179,6 +192,19 @@ def render_batching(local: dict[tuple[str, int], MicroBatcher], routed: dict[str
     for labels, batcher in targets:
         lines.append(f"mlops_gateway_batches_total{{{labels}}} {batcher.batches}")
         lines.append(f"mlops_gateway_batched_requests_total{{{labels}}} {batcher.requests}")
+    return "\n".join(lines) + "\n"
+
+
+def render_scans(scans: dict[str, int]) -> str:
+    """Registry scans the gateway ran: the whole registry, or one model's versions."""
+    lines = [
+        "# HELP mlops_gateway_registry_scans_total Registry scans: the whole registry (scope all), or one model's "
+        "versions (scope model: a request named a version the catalog did not hold, or a deployer asked).",
+        "# TYPE mlops_gateway_registry_scans_total counter",
+    ]
+    for key, count in sorted(scans.items()):
+        labels = 'scope="all"' if key == ALL else f'scope="model",model="{key}"'
+        lines.append(f"mlops_gateway_registry_scans_total{{{labels}}} {count}")
     return "\n".join(lines) + "\n"
 
 
@@ -379,7 +405,11 @@ class Gateway:
             self.catalog.on_session_loaded = freeze_long_lived
         self.metrics = Metrics()
         self.mlx = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlx")
-        self._last_scan = 0.0
+        # registry scans by key (a model's name, ALL = the whole registry): when the last finished
+        # one started, the one in flight, and how many ran (for /metrics)
+        self.scanned_at: dict[str, float] = {}
+        self._scanning: dict[str, asyncio.Future] = {}
+        self.scans: dict[str, int] = {}
         self.routes = RouteWatcher(routes_file(settings))
         self.inflight: dict[str, int] = {}  # forwarded requests not answered yet, by target URL
         self.batching, self.max_batch_size, self.batch_wait_s = batching, max_batch_size, batch_wait_ms / 1000
@@ -505,9 +535,51 @@ class Gateway:
         return answer if route.backend == "bentoml" else answer["outputs"]  # a Bento's predict returns the columns
 
     def reload(self) -> dict[str, list[int]]:
-        """Pick up newly registered versions (and drop deleted ones)."""
-        self._last_scan = time.monotonic()
-        return self.catalog.reload()
+        """Pick up newly registered versions (and drop deleted ones): a whole-registry scan, now (blocks)."""
+        started = time.monotonic()
+        self.scans[ALL] = self.scans.get(ALL, 0) + 1
+        names = self.catalog.reload()
+        self.scanned_at[ALL] = max(self.scanned_at.get(ALL, NEVER), started)
+        return names
+
+    def scanned_since(self, key: str) -> float:
+        """When the newest finished scan covering `key` started (NEVER if none did)."""
+        whole = self.scanned_at.get(ALL, NEVER)
+        return whole if key == ALL else max(whole, self.scanned_at.get(key, NEVER))
+
+    async def ensure_scanned(self) -> None:
+        """The whole registry has been scanned once (the first caller scans; the others wait on it)."""
+        if not self.catalog.scanned:
+            await self.rescan(ALL, NEVER)
+
+    async def rescan(self, key: str, needed: float) -> None:
+        """Return once a scan of `key` (a model's name, or ALL) that started at or after `needed` has
+        finished (`needed` = NEVER: any finished scan of the whole registry).
+
+        Single flight: at most one scan per key runs; callers wait on it. A caller whose `needed`
+        is later than the running scan's start waits for it to end, then starts the next one,
+        which every later caller shares. Raises a 503 GatewayError when the registry cannot be read.
+        """
+        while (since := self.scanned_since(key)) == NEVER or since < needed:
+            task = self._scanning.get(key)
+            if task is None:
+                task = self._scanning[key] = asyncio.ensure_future(self._scan(key))
+                task.add_done_callback(lambda t: t.cancelled() or t.exception())  # no "never retrieved" warning
+            await asyncio.shield(task)  # a caller that goes away does not cancel the others' scan
+
+    async def _scan(self, key: str) -> None:
+        started = time.monotonic()
+        self.scans[key] = self.scans.get(key, 0) + 1
+        try:
+            if key == ALL:
+                await self.in_thread(self.catalog.reload)
+            else:
+                await self.in_thread(self.catalog.reload_project, key)
+            self.scanned_at[key] = max(self.scanned_at.get(key, NEVER), started)
+        except Exception as exc:
+            raise GatewayError(503, f"the model registry could not be read: {type(exc).__name__}: {exc}") from None
+        finally:
+            del self._scanning[key]
 
     def key_ok(self, given: str) -> bool:
         given_bytes = given.encode()
@@ -526,17 +598,27 @@ class Gateway:
         if model != "latest" and not model.isdigit():
             raise GatewayError(404, f"unknown version {model!r}: use a version number or 'latest'")
         version: int | str = route.version if route else ("latest" if model == "latest" else int(model))
-        if not self.catalog.scanned:
-            await self.in_thread(self.reload)
         entry = self.catalog.get(project, version)
-        if entry is None and time.monotonic() - self._last_scan >= self.rescan_seconds:
-            await self.in_thread(self.reload)
+        return entry if entry is not None else await self._lookup_missing(project, version, route)
+
+    async def _lookup_missing(self, project: str, version: int | str, route: Route | None):
+        """A version the catalog does not hold: wait for a scan that settles it (see the module docstring)."""
+        if route is not None:
+            needed = self.routes.loaded_at  # the route's version was registered before the table was read
+        else:
+            needed = time.monotonic() - self.rescan_seconds
+        if not self.catalog.scanned:
+            await self.ensure_scanned()
+        entry = self.catalog.get(project, version)
+        if entry is None:
+            await self.rescan(project if self.catalog.knows(project) else ALL, needed)
             entry = self.catalog.get(project, version)
         if entry is None:
             known = self.catalog.names()
             if project not in known:
                 raise GatewayError(404, f"unknown project/model {project!r}; registered: {sorted(known)}")
-            raise GatewayError(404, f"{project!r} has no version {model}; versions: {known[project]}")
+            routed = f" (the route table sends {project!r} to it)" if route is not None else ""
+            raise GatewayError(404, f"{project!r} has no version {version}{routed}; versions: {known[project]}")
         return entry
 
     async def read_body(self, request: Request) -> bytes:
@@ -557,7 +639,7 @@ def create_app(
     settings: Settings,
     api_keys: set[str],
     max_body_bytes: int = 1_000_000,
-    rescan_seconds: float = 5.0,
+    rescan_seconds: float = 1.0,
     batching: bool = True,
     max_batch_size: int = 32,
     batch_wait_ms: float = 1.0,
@@ -612,8 +694,7 @@ def create_app(
     async def readyz() -> JSONResponse:
         """Ready when every project's serving version answers: its deployment, or the model loaded here."""
         try:
-            if not gateway.catalog.scanned:
-                await gateway.in_thread(gateway.reload)
+            await gateway.ensure_scanned()
             latest = gateway.catalog.latest()
             if not latest:
                 reason = "no servable model (see /v1/models)" if gateway.catalog.names() else "no registered models"
@@ -648,11 +729,12 @@ def create_app(
             text += render_capture(gateway.capture.snapshot())
         text += render_gc()
         text += render_batching(gateway.batchers, gateway.route_batchers)
+        text += render_scans(gateway.scans)
         return PlainTextResponse(text, media_type="text/plain; version=0.0.4; charset=utf-8")
 
     @app.get("/v1/models", dependencies=[Depends(require_key)])
     async def list_models() -> dict[str, Any]:
-        await gateway.in_thread(gateway.catalog.ensure_scanned)
+        await gateway.ensure_scanned()
         routes = gateway.routes.current()
         models = gateway.catalog.describe()
         for model in models:
@@ -677,8 +759,10 @@ def create_app(
         }
 
     @app.post("/v1/reload", dependencies=[Depends(require_key)])
-    async def reload() -> dict[str, Any]:
-        return {"models": await gateway.in_thread(gateway.reload)}
+    async def reload(project: str | None = None) -> dict[str, Any]:
+        """Scan now (shared with a scan that starts later than this call, never an older one)."""
+        await gateway.rescan(project or ALL, time.monotonic())
+        return {"models": gateway.catalog.names()}
 
     @app.post("/v1/projects/{project}/models/{model}/predict", dependencies=[Depends(require_key)])
     async def predict(project: str, model: str, request: Request) -> JSONResponse:
@@ -724,8 +808,8 @@ def create_app(
         request_id, labels = parse_feedback(payload)
         known = gateway.capture.lookup(request_id)
         if known is None:
-            await gateway.in_thread(gateway.catalog.ensure_scanned)
-            if project not in gateway.catalog.names():
+            await gateway.ensure_scanned()
+            if not gateway.catalog.knows(project):
                 raise GatewayError(404, f"unknown project/model {project!r}")
         else:
             known_project, rows = known
@@ -742,4 +826,7 @@ def create_app(
     return app
 
 
-__all__ = ["Gateway", "Metrics", "create_app", "parse_feedback", "parse_inputs", "render_batching", "render_capture", "render_gc", "to_array"]
+__all__ = [
+    "Gateway", "Metrics", "create_app", "parse_feedback", "parse_inputs", "render_batching", "render_capture", "render_gc",
+    "render_scans", "to_array",
+]

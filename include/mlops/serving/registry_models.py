@@ -179,7 +179,7 @@ def download_model_version(entry: ModelVersion) -> Path:
 
 
 class ModelCatalog:
-    """What the registry holds (scanned by `reload`) plus the sessions loaded so far.
+    """What the registry holds (scanned by `reload`, one model by `reload_project`) plus the sessions loaded so far.
 
     Thread-safe; sessions are restored lazily by `session(...)` and kept until a reload
     finds their version gone.
@@ -193,6 +193,7 @@ class ModelCatalog:
         self.torch_device: str | None = None  # where pytorch versions run (known once torch is imported)
         self._versions: dict[str, dict[int, ModelVersion]] = {}
         self._lock = threading.RLock()
+        self._scan_lock = threading.Lock()  # one registry scan at a time (whole or one model)
         self.scanned = False
         self.last_error: str | None = None
 
@@ -202,26 +203,64 @@ class ModelCatalog:
         Versions listed with a problem are looked at again (a download may work now, torch may
         have been installed). Only a registry that cannot be listed makes this raise.
         """
+        with self._scan_lock:
+            try:
+                client = self._client()
+                found = {
+                    registered.name: self._versions_of(client, registered.name)
+                    for registered in client.search_registered_models()
+                }
+            except Exception as exc:
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                raise
+            found = {name: versions for name, versions in found.items() if versions}
+            self._note_torch(found)
+            with self._lock:
+                self._versions = found
+                self.scanned = True
+                self.last_error = None
+        return self.names()
+
+    def reload_project(self, name: str) -> list[int]:
+        """Rescan one registered model's versions (what `reload` does, for `name` only); its version numbers.
+
+        A model with no version left (or never registered) is dropped. Scans never overlap: a
+        scan's view is never overwritten by an older one.
+        """
+        with self._scan_lock:
+            try:
+                versions = self._versions_of(self._client(), name)
+            except Exception as exc:
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                raise
+            self._note_torch({name: versions})
+            with self._lock:
+                others = {n: v for n, v in self._versions.items() if n != name}
+                self._versions = {**others, name: versions} if versions else others
+        return sorted(versions)
+
+    def _client(self) -> Any:
         from mlflow import MlflowClient
 
         from mlops.tracking.client import configure
 
-        try:
-            configure(self.settings)
-            client = MlflowClient(tracking_uri=self.settings.tracking_uri, registry_uri=self.settings.tracking_uri)
-            found: dict[str, dict[int, ModelVersion]] = {}
-            for registered in client.search_registered_models():
-                name = registered.name
-                for mv in client.search_model_versions(f"name = '{name}'"):
-                    number = int(mv.version)
-                    with self._lock:
-                        known = self._versions.get(name, {}).get(number)
-                    if known is None or known.problem is not None:
-                        known = self._scan_version(client, name, mv)
-                    found.setdefault(name, {})[number] = known
-        except Exception as exc:
-            self.last_error = f"{type(exc).__name__}: {exc}"
-            raise
+        configure(self.settings)
+        return MlflowClient(tracking_uri=self.settings.tracking_uri, registry_uri=self.settings.tracking_uri)
+
+    def _versions_of(self, client: Any, name: str) -> dict[int, ModelVersion]:
+        """The registered model's versions: known entries kept, new ones (and those with a problem) scanned."""
+        found: dict[int, ModelVersion] = {}
+        for mv in client.search_model_versions(f"name = '{name}'"):
+            number = int(mv.version)
+            with self._lock:
+                known = self._versions.get(name, {}).get(number)
+            if known is None or known.problem is not None:
+                known = self._scan_version(client, name, mv)
+            found[number] = known
+        return found
+
+    def _note_torch(self, found: dict[str, dict[int, ModelVersion]]) -> None:
+        """Learn where pytorch versions run, the first time a servable one is listed."""
         if self.torch_device is None and any(
             e.backend == PYTORCH and e.problem is None for versions in found.values() for e in versions.values()
         ):
@@ -231,11 +270,6 @@ class ModelCatalog:
                 self.torch_device = preferred_device()  # imports torch: here, off the event loop
             except Exception:  # a broken torch install: loading the session will say what is wrong
                 self.torch_device = None
-        with self._lock:
-            self._versions = found
-            self.scanned = True
-            self.last_error = None
-        return self.names()
 
     def _scan_version(self, client: Any, name: str, mv: Any) -> ModelVersion:
         """A version's entry: backend, signature, and (MLX) the cached model folder; problems recorded."""
@@ -276,6 +310,10 @@ class ModelCatalog:
     def ensure_scanned(self) -> None:
         if not self.scanned:
             self.reload()
+
+    def knows(self, name: str) -> bool:
+        with self._lock:
+            return name in self._versions
 
     def names(self) -> dict[str, list[int]]:
         with self._lock:

@@ -81,6 +81,9 @@ class RouteWatcher:
     def __init__(self, path: Path, interval: float = 0.1):
         self.path, self.interval = path, interval
         self.generation, self.routes = 0, {}
+        # time.monotonic() just after `routes` were read: every version they name was registered by then
+        # (a deployer registers, then writes the route), so a registry scan started later lists it
+        self.loaded_at = 0.0
         self._stamp: tuple[int, int] | None = None
         self._checked = 0.0
 
@@ -96,6 +99,7 @@ class RouteWatcher:
             if stamp != self._stamp:
                 self._stamp = stamp
                 self.generation, self.routes = read_routes(self.path)
+                self.loaded_at = time.monotonic()
         return self.routes
 
 
