@@ -15,6 +15,11 @@ if TYPE_CHECKING:
     from mlops.hardware.model import ThermalReading
     from mlops.hardware.thermal_gate import GateDecision
 
+# The gate's choices, as in `mlops.hardware.thermal_gate` (THRESHOLDS, ON_UNKNOWN; a test keeps them
+# equal): the constructor checks them at DAG-parse time without importing the hardware package.
+THRESHOLDS = ("fair", "serious", "critical")
+ON_UNKNOWN = ("proceed", "wait", "fail")
+
 
 class ThermalSensor(BaseSensorOperator):
     """Proceed once the machine's thermal state is below ``threshold``.
@@ -65,8 +70,6 @@ class ThermalSensor(BaseSensorOperator):
     # ------------------------------------------------------------------ helpers
 
     def _validate_policy(self, check_templates: bool = True) -> None:
-        from mlops.hardware.thermal_gate import ON_UNKNOWN, THRESHOLDS
-
         for name, value, allowed in (("threshold", self.threshold, THRESHOLDS), ("on_unknown", self.on_unknown, ON_UNKNOWN)):
             if not check_templates and isinstance(value, str) and "{{" in value:
                 continue  # rendered at run time; checked again in execute()

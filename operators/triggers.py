@@ -9,6 +9,10 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+# The trigger's clock and its wait between reads (a test replaces both with a clock it moves itself).
+now = time.time
+sleep = asyncio.sleep
+
 
 class ThermalTrigger(BaseTrigger):
     """Re-read the machine's thermal state every ``poll_interval`` s until the gate may proceed.
@@ -38,7 +42,7 @@ class ThermalTrigger(BaseTrigger):
         self.poll_interval = float(poll_interval)
         self.deadline = float(deadline)
         self.hardware_root = str(hardware_root) if hardware_root else None
-        self.started_at = float(started_at) if started_at is not None else time.time()
+        self.started_at = float(started_at) if started_at is not None else now()
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -62,7 +66,7 @@ class ThermalTrigger(BaseTrigger):
             reading = await asyncio.to_thread(read_thermal, self.hardware_root)
             decision = decide(reading, self.threshold, self.on_unknown)
             polls += 1
-            now = time.time()
+            at = now()
             self.log.info(
                 "thermal poll %d: state %s (threshold %s) -> %s; %s",
                 polls, reading.state, self.threshold, decision.action, reading.detail,
@@ -71,14 +75,14 @@ class ThermalTrigger(BaseTrigger):
                 "state": decision.state,
                 "message": decision.message,
                 "threshold": self.threshold,
-                "waited_seconds": round(now - self.started_at, 3),
+                "waited_seconds": round(at - self.started_at, 3),
                 "polls": polls,
             }
             if decision.action in ("proceed", "fail"):
                 yield TriggerEvent({"status": decision.action, **event})
                 return
-            if now >= self.deadline:
+            if at >= self.deadline:
                 yield TriggerEvent({"status": "timeout", **event})
                 return
             # Never sleep past the deadline: the timeout event fires on time.
-            await asyncio.sleep(max(0.0, min(self.poll_interval, self.deadline - now)))
+            await sleep(max(0.0, min(self.poll_interval, self.deadline - at)))

@@ -42,32 +42,77 @@ def first_event(trigger):
     return asyncio.run(consume())
 
 
-def test_trigger_waits_then_proceeds_after_switch(tmp_path):
+class ManualClock:
+    """The trigger's clock and sleep: time moves only when the trigger sleeps; `on_sleep` acts in between."""
+
+    def __init__(self, start: float, on_sleep: Callable[[int], None] | None = None):
+        self.now, self.sleeps, self.on_sleep = start, [], on_sleep
+
+    def time(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+        if self.on_sleep:
+            self.on_sleep(len(self.sleeps))
+
+
+@pytest.fixture
+def manual_clock(monkeypatch):
+    import operators.triggers as triggers
+
+    def install(on_sleep=None) -> ManualClock:
+        clock = ManualClock(1_000_000.0, on_sleep)
+        monkeypatch.setattr(triggers, "now", clock.time)
+        monkeypatch.setattr(triggers, "sleep", clock.sleep)
+        return clock
+
+    return install
+
+
+def test_trigger_waits_then_proceeds_after_switch(tmp_path, manual_clock):
+    from operators.triggers import ThermalTrigger
+
+    root = fake_thermal_zone(tmp_path, "serious")
+    # The machine cools down during the trigger's third wait: the fourth read proceeds.
+    clock = manual_clock(on_sleep=lambda n: set_zone_state(root, "nominal") if n == 3 else None)
+    trigger = ThermalTrigger(
+        threshold="serious", on_unknown="wait", poll_interval=0.25, deadline=clock.now + 30, hardware_root=str(root)
+    )
+    event = first_event(trigger)
+    assert event.payload["status"] == "proceed" and event.payload["state"] == "nominal"
+    assert clock.sleeps == [0.25, 0.25, 0.25]
+    assert event.payload["polls"] == 4 and event.payload["waited_seconds"] == 0.75
+    assert "below threshold serious" in event.payload["message"]
+
+
+def test_trigger_waits_on_the_real_clock_until_the_zone_cools(tmp_path):
+    """The same wait without the manual clock: real sleeps, a real switch from another thread (order only)."""
     from operators.triggers import ThermalTrigger
 
     root = fake_thermal_zone(tmp_path, "serious")
     trigger = ThermalTrigger(
-        threshold="serious", on_unknown="wait", poll_interval=0.25, deadline=time.time() + 30, hardware_root=str(root)
+        threshold="serious", on_unknown="wait", poll_interval=0.1, deadline=time.time() + 120, hardware_root=str(root)
     )
-    switch = switch_later(root, "nominal", 2.0)
+    switch = switch_later(root, "nominal", 0.5)
     event = first_event(trigger)
-    arrived = time.time()
     assert event.payload["status"] == "proceed" and event.payload["state"] == "nominal"
-    assert arrived >= switch["switched_at"]
-    assert event.payload["polls"] >= 5 and event.payload["waited_seconds"] >= 1.9
-    assert "below threshold serious" in event.payload["message"]
+    assert time.time() >= switch["switched_at"] and event.payload["polls"] >= 2
 
 
-def test_trigger_times_out_at_deadline(tmp_path):
+def test_trigger_times_out_at_deadline(tmp_path, manual_clock):
     from operators.triggers import ThermalTrigger
 
     root = fake_thermal_zone(tmp_path, "critical")
-    start = time.time()
-    trigger = ThermalTrigger(threshold="serious", on_unknown="wait", poll_interval=5, deadline=start + 1, hardware_root=str(root))
+    clock = manual_clock()
+    trigger = ThermalTrigger(
+        threshold="serious", on_unknown="wait", poll_interval=5, deadline=clock.now + 1, hardware_root=str(root)
+    )
     event = first_event(trigger)
-    elapsed = time.time() - start
     assert event.payload["status"] == "timeout" and event.payload["state"] == "critical"
-    assert 0.9 <= elapsed < 3  # the 5 s poll is cut short by the deadline
+    assert clock.sleeps == [1.0]  # the 5 s poll is cut short by the deadline, and nothing sleeps past it
+    assert event.payload["polls"] == 2 and event.payload["waited_seconds"] == 1.0
 
 
 def test_trigger_fails_on_unknown_when_asked(tmp_path):
@@ -110,13 +155,15 @@ def test_sensor_defers_with_a_serialisable_trigger(tmp_path, monkeypatch):
     from airflow.sdk.exceptions import TaskDeferred
 
     monkeypatch.setenv("MLOPS_HARDWARE_ROOT", str(fake_thermal_zone(tmp_path, "serious")))
+    before = time.time()
     with pytest.raises(TaskDeferred) as deferred:
         sensor(timeout=60, poll_interval=5).execute({})
+    after = time.time()
     assert deferred.value.method_name == "execute_complete"
     classpath, kwargs = deferred.value.trigger.serialize()
     assert classpath == "operators.triggers.ThermalTrigger"
     assert kwargs["hardware_root"] == str(tmp_path) and kwargs["poll_interval"] == 5.0
-    assert 55 < kwargs["deadline"] - time.time() <= 60
+    assert before + 60 <= kwargs["deadline"] <= after + 60  # the timeout counts from the moment it deferred
 
 
 def test_sensor_fails_without_retry_on_unknown_fail(tmp_path):
@@ -153,6 +200,15 @@ def test_bad_policy_is_rejected_at_parse_time():
     with pytest.raises(ValueError, match="on_unknown"):
         sensor(on_unknown="ignore")
     sensor(threshold="{{ params.threshold }}")  # templated: checked after rendering
+
+
+def test_parse_time_choices_are_the_gates_own():
+    """The constructor checks against copies (no hardware import at parse time): they must not drift."""
+    from mlops.hardware import thermal_gate
+    from operators import thermal
+
+    assert thermal.THRESHOLDS == thermal_gate.THRESHOLDS
+    assert thermal.ON_UNKNOWN == thermal_gate.ON_UNKNOWN
 
 
 def test_poke_mode_same_decision(tmp_path):
@@ -216,7 +272,7 @@ def test_lifecycle_waits_at_serious_and_trains_once_nominal(airflow_db, tmp_path
     )
     gate = tis["thermal_gate"].xcom_pull(task_ids="thermal_gate")
     assert gate["status"] == "proceed" and gate["state"] == "nominal" and gate["deferred"] is True
-    assert gate["polls"] >= 2 and gate["waited_seconds"] >= 1.0
+    assert gate["polls"] >= 2  # read serious once (so it deferred), then read again after the switch
     assert tis["thermal_gate"].end_date.timestamp() >= switch["switched_at"]
     assert tis["train"].start_date.timestamp() >= switch["switched_at"]
 
@@ -225,7 +281,6 @@ def test_lifecycle_gate_times_out_while_critical_and_training_never_runs(airflow
     projects, hardware = tmp_path / "projects", fake_thermal_zone(tmp_path / "hw", "critical")
     projects.mkdir()
     dag = load_dag("thermal_e2e_hot", 10, projects, hardware, monkeypatch)
-    started = time.time()
     run = dag.test()
     tis = {ti.task_id: ti for ti in run.get_task_instances()}
     assert run.state == "failed"
@@ -234,4 +289,6 @@ def test_lifecycle_gate_times_out_while_critical_and_training_never_runs(airflow
     # never ran (Airflow stamps start/end dates on upstream_failed TIs, so check tries and XCom)
     assert tis["train"].try_number == 0 and tis["train"].xcom_pull(task_ids="train") is None
     assert tis["thermal_gate"].try_number == 1  # a thermal timeout is not retried
-    assert time.time() - started >= 10
+    # Order, not speed: the gate failed only once its 10 s deadline had passed.
+    gate = tis["thermal_gate"]
+    assert gate.end_date.timestamp() >= gate.start_date.timestamp() + 10
