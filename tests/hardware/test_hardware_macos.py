@@ -358,7 +358,7 @@ def test_readers_run_real_commands(monkeypatch, tmp_path):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     args_file = tmp_path / "sysctl-args"
-    _fake_command(bin_dir, "sysctl", f'echo "$@" > "{args_file}"; cat "{M2 / "sysctl.txt"}"; echo "sysctl: unknown oid" >&2; exit 1')
+    _fake_command(bin_dir, "sysctl", f'echo "$@" >> "{args_file}"; cat "{M2 / "sysctl.txt"}"; echo "sysctl: unknown oid" >&2; exit 1')
     _fake_command(bin_dir, "system_profiler", f'cat "{M2 / "system_profiler-displays.json"}"')
     _fake_command(bin_dir, "pmset", f'cat "{INTEL / "pmset-therm.txt"}"')
     ioreg_args = tmp_path / "ioreg-args"
@@ -366,12 +366,11 @@ def test_readers_run_real_commands(monkeypatch, tmp_path):
     _fake_command(bin_dir, "ioreg", f'echo "$@" > "{ioreg_args}"; cat "{ioreg_file}"')
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}/usr/bin{os.pathsep}/bin")
 
-    assert args_file.exists() is False
     profile = macos.build_profile(
         macos.read_sysctl(), macos.read_system_profiler_displays(), macos.read_pmset_therm(),
         ioreg_text=macos.read_ioreg_accelerator(),
     )
-    assert args_file.read_text().split() == list(macos.SYSCTL_KEYS)  # one call, all keys
+    assert args_file.read_text().splitlines() == [" ".join(macos.SYSCTL_KEYS)]  # one call (appended to), all keys
     assert {"hw.perflevel0.name", "hw.perflevel1.name", "hw.nperflevels"} <= set(macos.SYSCTL_KEYS)
     assert ioreg_args.read_text().split() == list(macos.IOREG_CMD[1:])
     assert profile.chip == "Apple M2 Pro"
