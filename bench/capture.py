@@ -21,6 +21,7 @@ Then capture's own work, timed directly in this process (request path: request i
 append, recent-id table; the writer's flush per row).
 
     .venv/bin/python bench/capture.py [REQUESTS] [ROUNDS]      (defaults 2000, 7)
+    .venv/bin/python bench/capture.py --smoke                  (tests: 32 requests, 1 round, 0.5 s flushes)
 """
 
 from __future__ import annotations
@@ -79,13 +80,18 @@ def _stop(process: subprocess.Popen) -> None:
         process.wait(timeout=10)
 
 
-def main(requests: int = 2000, rounds: int = 7) -> None:
+def main(requests: int = 2000, rounds: int = 7, flush_seconds: float | None = None, direct_count: int = 5_000,
+         direct_repeats: int = 5) -> None:
+    """`flush_seconds`: the gateways' capture flush interval (None: their default, FLUSH_SECONDS)."""
     sys.path.insert(0, str(REPO / "include"))
     sys.path.insert(0, str(REPO / "tests" / "serving"))
     sys.path.insert(0, str(REPO / "tests"))
     home = tempfile.mkdtemp(prefix="mlops-bench-capture-")
     os.environ.update(MLOPS_HOME=home, MLOPS_API_KEYS=KEY, MLFLOW_DISABLE_TELEMETRY="true")
     os.environ.pop("MLOPS_TRACKING_URI", None)
+    if flush_seconds is not None:
+        os.environ["MLOPS_CAPTURE_FLUSH_SECONDS"] = str(flush_seconds)
+    flush_wait = (FLUSH_SECONDS if flush_seconds is None else flush_seconds) + 1
 
     import numpy as np
     from mlops_testing import free_port
@@ -106,7 +112,7 @@ def main(requests: int = 2000, rounds: int = 7) -> None:
         callers = {mode: _http_caller(port, path, body, headers) for mode, port in ports.items()}
         for caller in callers.values():
             caller()()  # loads the model in each gateway
-        time.sleep(FLUSH_SECONDS + 1)
+        time.sleep(flush_wait)
 
         runs: dict[tuple[str, int], list[dict[str, float]]] = {}
         cpu_per_request: dict[tuple[str, int], float] = {}
@@ -118,7 +124,7 @@ def main(requests: int = 2000, rounds: int = 7) -> None:
                     # each worker warms its connection with one extra request
                     runs.setdefault((mode, concurrency), []).append(_run(callers[mode], concurrency, requests))
                     served[mode] += requests + concurrency
-            time.sleep(FLUSH_SECONDS + 1)  # the writer flushes this level's rows: their cost is charged here
+            time.sleep(flush_wait)  # the writer flushes this level's rows: their cost is charged here
             for mode, process in servers.items():
                 cpu_per_request[mode, concurrency] = 1e6 * (_cpu_seconds(process.pid) - cpu_before[mode]) / served[mode]
         captured = _metric(ports["on"], 'mlops_gateway_capture_rows_total{kind="predictions",state="written"}')
@@ -129,7 +135,7 @@ def main(requests: int = 2000, rounds: int = 7) -> None:
         for process in servers.values():
             _stop(process)
     files = len(list((Path(home) / "monitoring" / "predictions").rglob("part-*.parquet")))
-    direct = _direct_costs(settings, x)
+    direct = _direct_costs(settings, x, direct_count, direct_repeats)
     shutil.rmtree(home, ignore_errors=True)
 
     print(f"mlp_classifier, 1-row predictions, {requests} requests x {rounds} rounds per cell, gateways in their own processes, {os.cpu_count()} cores")
@@ -203,4 +209,7 @@ def _direct_costs(settings, x, count: int = 5_000, repeats: int = 5) -> dict[str
 
 
 if __name__ == "__main__":
-    main(*[int(a) for a in sys.argv[1:3]])
+    if sys.argv[1:] == ["--smoke"]:  # tests/bench: the same path end to end, in seconds; figures come from full runs
+        main(32, 1, flush_seconds=0.5, direct_count=200, direct_repeats=1)
+    else:
+        main(*[int(a) for a in sys.argv[1:3]])

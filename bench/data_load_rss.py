@@ -3,7 +3,8 @@
 Each way runs in its own process over the same `.npy` file (written once, 1 GiB of
 float32 by default); the table gives the peak RSS against the data set's size.
 
-    .venv/bin/python bench/data_load_rss.py [GIB]
+    .venv/bin/python bench/data_load_rss.py [GIB]        (default 1)
+    .venv/bin/python bench/data_load_rss.py --smoke      (tests: 0.01 GiB)
 """
 
 from __future__ import annotations
@@ -72,4 +73,7 @@ def main(gib: float = 1.0) -> None:
 
 
 if __name__ == "__main__":
-    main(*[float(a) for a in sys.argv[1:]])
+    if sys.argv[1:] == ["--smoke"]:  # tests/bench: the same path end to end, in seconds; figures come from full runs
+        main(0.01)
+    else:
+        main(*[float(a) for a in sys.argv[1:]])

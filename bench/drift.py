@@ -17,6 +17,7 @@ the RSS just before the runs (the frames themselves are not counted) and as the 
 A subprocess that runs past TIMEOUT seconds is killed and its row says so.
 
     .venv/bin/python bench/drift.py [--rows 10000,100000,1000000] [--repeat 3] [--timeout 600]
+    .venv/bin/python bench/drift.py --smoke      (tests: 2,000 rows, 1 run; a failed case fails the run)
 """
 
 from __future__ import annotations
@@ -145,7 +146,10 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--timeout", type=float, default=600)
     parser.add_argument("--case", help=argparse.SUPPRESS)
+    parser.add_argument("--smoke", action="store_true", help="tests/bench: --rows 2000 --repeat 1, failures are fatal")
     args = parser.parse_args()
+    if args.smoke:  # the same path end to end, in seconds; figures come from full runs
+        args.rows, args.repeat = "2000", 1
     if args.case:
         rows, variant, repeat = args.case.split(":")
         print(json.dumps(run_case(int(rows), variant, int(repeat))))
@@ -158,6 +162,7 @@ def main() -> None:
     )
     print(header)
     print("-" * len(header))
+    failed = []
     for rows in (int(r) for r in args.rows.split(",")):
         repeat = 1 if rows >= 1_000_000 else args.repeat
         bare = None
@@ -165,6 +170,7 @@ def main() -> None:
             result = measure(rows, variant, repeat, args.timeout)
             if "error" in result:
                 print(f"{rows:>9} {variant:>8} {repeat:>4}  {result['error']}", flush=True)
+                failed.append(f"{rows} {variant}: {result['error']}")
                 continue
             if variant == "bare":
                 bare = result
@@ -180,6 +186,8 @@ def main() -> None:
                 f" {result['peak_rise_mb']:>8.0f} {result['peak_mb']:>8.0f}{ratios}",
                 flush=True,
             )
+    if args.smoke and failed:
+        sys.exit("failed: " + "; ".join(failed))
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ reset after the warm-up. The operator's peak includes reading the window; bare's
 memory before its reset, so compare the absolute peaks.
 
     .venv/bin/python bench/drift_operator.py [--rows 10000,100000,1000000] [--reference 10000] [--repeat 3]
+    .venv/bin/python bench/drift_operator.py --smoke    (tests: 2,000 rows and reference samples, 1 run; failures fatal)
 """
 
 from __future__ import annotations
@@ -208,7 +209,10 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--timeout", type=float, default=900)
     parser.add_argument("--case", help=argparse.SUPPRESS)
+    parser.add_argument("--smoke", action="store_true", help="tests/bench: 2000 rows and reference, 1 run, failures fatal")
     args = parser.parse_args()
+    if args.smoke:  # the same path end to end, in seconds; figures come from full runs
+        args.rows, args.reference, args.repeat = "2000", 2000, 1
     if args.case:
         variant, repeat = args.case.split(":")
         print(json.dumps(run_case(variant, int(repeat))))
@@ -228,6 +232,7 @@ def main() -> None:
         )
         print(header)
         print("-" * len(header))
+        failed = []
         for rows in (int(r) for r in args.rows.split(",")):
             write_log(rows)
             repeat = 1 if rows >= 1_000_000 else args.repeat
@@ -236,6 +241,7 @@ def main() -> None:
                 result = measure(variant, repeat, args.timeout)
                 if "error" in result:
                     print(f"{rows:>9} {variant:>10} {repeat:>4}  {result['error']}", flush=True)
+                    failed.append(f"{rows} {variant}: {result['error']}")
                     continue
                 bare = result if variant == "bare" else bare
                 ratios = f" {result['wall_s'] / bare['wall_s']:>9.2f} {result['peak_mb'] / bare['peak_mb']:>9.2f}" if bare else " " * 20
@@ -249,6 +255,8 @@ def main() -> None:
                 )
     finally:
         shutil.rmtree(home, ignore_errors=True)
+    if args.smoke and failed:
+        sys.exit("failed: " + "; ".join(failed))
 
 
 if __name__ == "__main__":

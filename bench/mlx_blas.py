@@ -5,6 +5,7 @@ On Linux the mlx-cpu wheel uses a reference BLAS; with Debian's OpenBLAS install
 ways to measure the gain, in one go:
 
     .venv/bin/python bench/mlx_blas.py            # runs itself with and without the preload
+    .venv/bin/python bench/mlx_blas.py --smoke    # tests: 256² matmul, 1,024 samples, 1 epoch
 """
 
 from __future__ import annotations
@@ -16,10 +17,10 @@ import subprocess
 import sys
 
 MEASURE = r"""
-import json, time
+import json, sys, time
 import numpy as np
 import mlx.core as mx
-n = 1024
+n, samples, epochs = (int(a) for a in sys.argv[1:4])
 a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
 def rate(fn, reps=5):
     fn()
@@ -33,28 +34,30 @@ np_rate = rate(lambda: a @ a)
 from mlops.training.families import get_family
 from mlops.training.loop import run_epochs
 family = get_family("mlp_classifier")
-data = family.make_dataset(0, 8192, {})
+data = family.make_dataset(0, samples, {})
 session = family.create(dict(family.default_hyperparameters), [], 0)
-reports = run_epochs(session, data, 2, 64)
+reports = run_epochs(session, data, epochs, 64)
 print(json.dumps({"mlx_gflops": mlx_rate, "numpy_gflops": np_rate,
                   "train_samples_per_s": reports[-1].throughput}))
 """
 
 
-def run(preload: str | None) -> dict:
+def run(preload: str | None, size: tuple[int, int, int]) -> dict:
     env = dict(os.environ)
     env.pop("LD_PRELOAD", None)
     if preload:
         env["LD_PRELOAD"] = preload
-    done = subprocess.run([sys.executable, "-c", MEASURE], env=env, capture_output=True, text=True, check=True)
+    argv = [sys.executable, "-c", MEASURE, *map(str, size)]
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def main() -> None:
+def main(size: tuple[int, int, int] = (1024, 8192, 2)) -> None:
+    """`size`: (matmul n, training samples, epochs)."""
     libs = glob.glob("/usr/lib/*-linux-gnu/openblas-pthread/libopenblas.so.0")
-    rows = [("mlx-cpu wheel (reference BLAS)", run(None))]
+    rows = [("mlx-cpu wheel (reference BLAS)", run(None, size))]
     if libs:
-        rows.append((f"preloaded {libs[0]}", run(libs[0])))
+        rows.append((f"preloaded {libs[0]}", run(libs[0], size)))
     print(f"{'configuration':<70} {'MLX GFLOP/s':>11} {'numpy GFLOP/s':>13} {'train samples/s':>15}")
     for name, r in rows:
         print(f"{name:<70} {r['mlx_gflops']:>11.1f} {r['numpy_gflops']:>13.1f} {r['train_samples_per_s']:>15.0f}")
@@ -66,4 +69,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:] == ["--smoke"]:  # tests/bench: the same path end to end, in seconds; figures come from full runs
+        main((256, 1024, 1))
+    else:
+        main()

@@ -15,6 +15,7 @@ DB in a temporary state folder (median of REPEAT calls each):
 * `probe()`: the full hardware probe, for scale (done once per scheduler process).
 
     .venv/bin/python bench/pool_sync.py [REPEAT]      (default 200; probe: REPEAT // 20)
+    .venv/bin/python bench/pool_sync.py --smoke       (tests: REPEAT 3)
 """
 
 from __future__ import annotations
@@ -104,4 +105,7 @@ def run(tmp: Path, repeat: int) -> None:
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 200)
+    if sys.argv[1:] == ["--smoke"]:  # tests/bench: the same path end to end, in seconds; figures come from full runs
+        main(3)
+    else:
+        main(int(sys.argv[1]) if len(sys.argv) > 1 else 200)

@@ -5,7 +5,8 @@ fake nominal thermal zone) and reads the task instances back: the hop pull_data 
 goes through the gate, the hop train → evaluate has none; their difference is what the
 gate costs. Compared against one 30 s poll interval (the target: under one interval).
 
-    .venv/bin/python bench/thermal_gate_delay.py [REPEAT]
+    .venv/bin/python bench/thermal_gate_delay.py [REPEAT]     (default 3)
+    .venv/bin/python bench/thermal_gate_delay.py --smoke      (tests: 1 run)
 """
 
 from __future__ import annotations
@@ -75,4 +76,7 @@ def main(repeat: int = 3) -> None:
 
 
 if __name__ == "__main__":
-    main(*[int(a) for a in sys.argv[1:]])
+    if sys.argv[1:] == ["--smoke"]:  # tests/bench: the same path end to end, in seconds; figures come from full runs
+        main(1)
+    else:
+        main(*[int(a) for a in sys.argv[1:]])

@@ -9,7 +9,8 @@ Rows (median of REPEAT calls each, same process):
 * `ThermalSensor.execute()` at serious -- the time to decide to defer (raise TaskDeferred).
 The first (cold) `execute()` includes the lazy imports of the thermal readers.
 
-    .venv/bin/python bench/thermal_poll.py [REPEAT]
+    .venv/bin/python bench/thermal_poll.py [REPEAT]      (default 200)
+    .venv/bin/python bench/thermal_poll.py --smoke       (tests: REPEAT 3)
 """
 
 from __future__ import annotations
@@ -120,4 +121,7 @@ def main(repeat: int = 200) -> None:
 
 
 if __name__ == "__main__":
-    main(*(int(a) for a in sys.argv[1:2]))
+    if sys.argv[1:] == ["--smoke"]:  # tests/bench: the same path end to end, in seconds; figures come from full runs
+        main(3)
+    else:
+        main(*(int(a) for a in sys.argv[1:2]))

@@ -221,6 +221,32 @@ def build_monitor_dag(config: ProjectConfig, source: Path) -> DAG:
     return dag
 
 
+_validated: tuple[tuple, tuple] | None = None  # (files' stat key, load_projects result): the last folder read
+
+
+def load_projects_cached(paths: list[Path]) -> tuple[dict[Path, ProjectConfig], dict[Path, list]]:
+    """`mlops.config.load_projects(paths)`, computed once per process while none of the files changed.
+
+    Both DAG loaders validate the whole projects folder; when one process parses both
+    (DagBag, `airflow dags test`, bench/parse_dags.py) the second reuses the first's result.
+    The key is every file's (device, inode, size, mtime, ctime): an edited, replaced, added or
+    removed file misses. A file that cannot be stat'ed is not cached (the loader reports it).
+    The result is shared between calls: callers must not change it.
+    """
+    global _validated
+    from mlops.config import load_projects
+
+    try:
+        key = tuple((str(p), s.st_dev, s.st_ino, s.st_size, s.st_mtime_ns, s.st_ctime_ns) for p in paths for s in [p.stat()])
+    except OSError:
+        return load_projects(paths)
+    if _validated is not None and _validated[0] == key:
+        return _validated[1]
+    result = load_projects(paths)
+    _validated = (key, result)
+    return result
+
+
 @dataclass
 class ProjectDags:
     dags: dict[str, DAG] = field(default_factory=dict)
@@ -246,7 +272,7 @@ def collect_project_dags(projects_dir: Path | None = None, build: bool = True) -
     symlink, UTF-16, a billion-laughs document...) is an error of that file; a projects folder
     that cannot be listed is one error naming the folder.
     """
-    from mlops.config import ConfigError, load_projects, project_files
+    from mlops.config import ConfigError, project_files
     from mlops.settings import get_settings
 
     directory = Path(projects_dir or get_settings().projects_dir)
@@ -257,7 +283,7 @@ def collect_project_dags(projects_dir: Path | None = None, build: bool = True) -
         error = ConfigError(str(directory), None, None, "", f"cannot list the projects folder: {exc.strerror or exc}")
         result.errors[directory] = [error.format()]
         return result
-    configs, errors = load_projects(paths)
+    configs, errors = load_projects_cached(paths)  # both DAG files validate the folder: once per process
     for path, config_errors in errors.items():
         result.errors[path] = [e.format() for e in config_errors]
     if not build:

@@ -53,3 +53,38 @@ def test_every_dag_of_a_project_is_active_unless_the_yaml_pauses_it():
         dags = [build(config, source) for build in (build_lifecycle_dag, build_deploy_dag, build_monitor_dag)]
         # An explicit value on each DAG: airflow.cfg's dags_are_paused_at_creation no longer decides.
         assert [d.is_paused_upon_creation for d in dags] == [paused] * 3
+
+
+def test_validated_configs_are_reused_until_a_file_changes(tmp_path: Path):
+    from operators.factory import load_projects_cached
+
+    first = tmp_path / "a.yaml"
+    first.write_text(YAML)
+    paths = [first]
+    configs, errors = load_projects_cached(paths)
+    assert errors == {} and configs[first].priority == 8
+    assert load_projects_cached(paths) is load_projects_cached(paths)  # the second DAG loader's call
+    first.write_text(YAML.replace("priority: 8", "priority: 9"))  # an edit misses the cache
+    assert load_projects_cached(paths)[0][first].priority == 9
+    second = tmp_path / "b.yaml"
+    second.write_text("name: [\n")  # so does an added file
+    configs, errors = load_projects_cached([first, second])
+    assert set(configs) == {first} and set(errors) == {second}
+    missing = tmp_path / "gone.yaml"  # a file that cannot be stat'ed: not cached, reported by the loader
+    assert set(load_projects_cached([first, missing])[1]) == {missing}
+
+
+def test_building_dags_imports_no_hardware_reader():
+    """Parse-time cost: the thermal gate's constructor must not import `mlops.hardware` (probe, readers)."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "from operators.factory import collect_project_dags\n"
+        "result = collect_project_dags()\n"
+        "assert result.dags and not result.errors, result.errors\n"
+        "print(sorted(m for m in sys.modules if m.startswith('mlops.hardware')))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert done.stdout.strip().splitlines()[-1] == "[]"
