@@ -233,7 +233,7 @@ def test_signature_conversion_rejects_what_the_gateway_cannot_validate():
 
 def test_real_pytorch_models_predict_through_the_gateway(tmp_path_factory):
     """A torch.export (pt2, MLflow's default) model with two inputs, and a pickled one with dropout."""
-    torch = pytest.importorskip("torch", reason="PyTorch is the optional extra: uv sync --extra pytorch")
+    torch = pytest.importorskip("torch", reason="PyTorch is the optional extra: MLOPS_EXTRAS=pytorch ./run test tests/serving/test_pytorch_fallback.py")
     import mlflow
     import mlflow.pytorch
     from mlflow.models import ModelSignature
