@@ -487,6 +487,7 @@ def _bench(settings, home: Path, requests: int, stack: contextlib.ExitStack, swa
 
     # --- 2b. BentoML -----------------------------------------------------------------------
     from mlops.serving.bento import build_bento
+    from mlops.serving.ray_cluster import ray_temp_dir
 
     _log("building the Bento")
     built = build_bento(settings, TINY, 1)
@@ -524,7 +525,11 @@ def _bench(settings, home: Path, requests: int, stack: contextlib.ExitStack, swa
         try:
             result = deployer.submit(_deploy, project, version, serving).result()
         except Exception as exc:
-            raise RuntimeError(f"{exc}\n--- deployer log:\n{(home / 'deployer.log').read_text()[-3000:]}") from exc
+            raylet = ray_temp_dir(settings) / "session_latest" / "logs" / "raylet.out"
+            raylet_tail = raylet.read_text(errors="replace")[-3000:] if raylet.exists() else "(none)"
+            raise RuntimeError(
+                f"{exc}\n--- deployer log:\n{(home / 'deployer.log').read_text()[-3000:]}\n--- raylet log:\n{raylet_tail}"
+            ) from exc
         result["wall_s"] = time.perf_counter() - started
         return result
 

@@ -152,11 +152,11 @@ def _stop(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 30
 @contextlib.contextmanager
 def ray_head(settings: Any, log: Path, num_cpus: int = 2) -> Iterator[subprocess.Popen]:
     """A real Ray head (`ray start --head --block`, token auth) for `settings`; stopped by PID on exit."""
-    from mlops.serving.ray_cluster import head_argv, head_reachable, ray_environment
+    from mlops.serving.ray_cluster import head_argv, head_ready, ray_environment
 
     proc = _popen_logged(head_argv(settings, num_cpus=num_cpus), log, env={**os.environ, **ray_environment(settings)})
     try:
-        wait_for(lambda: head_reachable(settings) or proc.poll() is not None, 60, "the Ray head", interval=0.2)
+        wait_for(lambda: head_ready(settings) or proc.poll() is not None, 60, "the Ray head", interval=0.2)
         if proc.poll() is not None:
             raise RuntimeError(f"ray start exited with {proc.returncode}: {log.read_text()[-2000:]}")
         yield proc

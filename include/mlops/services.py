@@ -22,7 +22,7 @@ from pathlib import Path
 
 from mlops import telemetry
 from mlops.airflow_env import airflow_environment
-from mlops.serving.ray_cluster import head_argv, ray_environment
+from mlops.serving.ray_cluster import head_argv, head_ready_url, ray_environment
 from mlops.settings import Settings
 
 
@@ -57,9 +57,10 @@ def platform_services(settings: Settings) -> list[Service]:
             [_bin("airflow"), "api-server", "--host", host, "--port", str(settings.airflow_port)],
             f"http://{host}:{settings.airflow_port}/api/v2/monitor/health",
         ),
-        # The Ray head (token auth, see mlops.serving.ray_cluster); `ray start --block` takes ~30 s
+        # The Ray head (token auth, see mlops.serving.ray_cluster), healthy once its agents answer
+        # (its GCS port opens before the raylet takes drivers); `ray start --block` takes ~30 s
         # to exit on TERM once its children are gone, so it gets KILL after 5 s.
-        Service("ray-head", head_argv(settings), f"tcp://127.0.0.1:{settings.ray_port}", stop_timeout=5.0),
+        Service("ray-head", head_argv(settings), head_ready_url(settings), stop_timeout=5.0),
         # --skip-serve-logs: the log server would listen on all interfaces.
         Service(
             "gateway",

@@ -21,6 +21,7 @@ import os
 import socket
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -79,22 +80,55 @@ def head_argv(settings: Settings, num_cpus: int | None = None) -> list[str]:
     ]
 
 
-def head_reachable(settings: Settings, timeout: float = 1.0) -> bool:
+def _accepts(port: int, timeout: float) -> bool:
     try:
-        with socket.create_connection(("127.0.0.1", settings.ray_port), timeout=timeout):
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout):
             return True
     except OSError:
         return False
 
 
+def head_reachable(settings: Settings, timeout: float = 1.0) -> bool:
+    """A head's GCS answers (it may still be starting its raylet)."""
+    return _accepts(settings.ray_port, timeout)
+
+
+def head_ready_url(settings: Settings) -> str:
+    """The port that answers once the head has fully started: the dashboard agent's.
+
+    Measured on 2 cores: the GCS port opens at 1.8 s, the raylet's
+    socket at 3.1 s, the agent's port at 4.1 s, "Ray runtime started" at 4.2 s. The raylet
+    starts the agents, so the agent's port (fixed by `head_argv`) answering means the whole
+    head is up. A driver that connected on the GCS port alone once died in CI inside Ray's C++
+    core ("Failed to register worker to Raylet: ... End of file"), which its process cannot catch.
+    """
+    return f"tcp://127.0.0.1:{settings.ray_port + 2}"
+
+
+def head_ready(settings: Settings, timeout: float = 1.0) -> bool:
+    """The head's GCS, raylet and agents are all up: a driver may connect now."""
+    return _accepts(settings.ray_port, timeout) and _accepts(settings.ray_port + 2, timeout)
+
+
 @contextlib.contextmanager
-def connected(settings: Settings) -> Iterator[None]:
-    """A driver connection to the head for the duration of the block (Serve's HTTP proxy started)."""
+def connected(settings: Settings, ready_timeout: float = 60.0) -> Iterator[None]:
+    """A driver connection to the head for the duration of the block (Serve's HTTP proxy started).
+
+    A head that answers but is still starting gets `ready_timeout` seconds to finish.
+    """
     if not head_reachable(settings):
         raise ConnectionError(
             f"no Ray head at {ray_address(settings)}: start the platform with `mlops up` "
             "(or set MLOPS_RAY_PORT to the head's port)"
         )
+    deadline = time.monotonic() + ready_timeout
+    while not head_ready(settings):  # a head still starting: its raylet would kill this driver
+        if time.monotonic() > deadline:
+            raise ConnectionError(
+                f"the Ray head at {ray_address(settings)} answers but its agents (port {settings.ray_port + 2}) "
+                f"never came up: see the head's log {settings.run_dir / 'ray-head.log'}"
+            )
+        time.sleep(0.2)
     os.environ.update(ray_environment(settings))
     import ray
     from ray import serve
