@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from mlops.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -31,7 +33,15 @@ def test_families_lists_every_registered_family(capsys):
 def test_schema_export(tmp_path: Path):
     assert main(["schema", "--output", str(tmp_path / "s.json")]) == 0
     schema = json.loads((tmp_path / "s.json").read_text())
-    assert "mlp_classifier" in schema["$defs"]["ModelConfig"]["properties"]["family"]["enum"]
+    family = schema["$defs"]["ModelConfig"]["properties"]["family"]
+    assert "mlp_classifier" in family["anyOf"][0]["enum"]
+    import jsonschema
+
+    for accepted in ("mlp_classifier", "model:MyFamily", "acme_models.family:AcmeFamily", "acme-vision"):
+        jsonschema.validate(accepted, family)
+    for refused in ("model:", "a b", "pkg.:Cls", "model:My Family"):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(refused, family)
 
 
 def test_hardware_subcommand_reads_a_support_bundle(capsys):

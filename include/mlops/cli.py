@@ -41,7 +41,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         else:
             print(f"{printable(str(path))}: no such file or directory", file=sys.stderr)
             return 2
-    configs, load_errors = load_projects([p for p in paths if p not in errors])
+    configs, load_errors = load_projects([p for p in paths if p not in errors], deep=not args.no_import)
     errors.update(load_errors)
     if not args.no_hardware:
         _check_machine(configs, errors)
@@ -84,12 +84,45 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 def cmd_families(args: argparse.Namespace) -> int:
-    from mlops.training.families import family_names, get_family
+    """Every family a project can name, where it comes from, and the projects' own families."""
+    from mlops.config import load_projects, project_files
+    from mlops.training.families import FamilyError, family_names, find_family, load_family_class, project_code_dir
 
-    for name in family_names():
-        family = get_family(name)
+    settings = get_settings()
+    sources = [find_family(name) for name in family_names()]
+    configs, _ = load_projects(project_files(settings.projects_dir)) if settings.projects_dir.is_dir() else ({}, {})
+    used_by: dict[str, list[str]] = {}
+    for config in configs.values():
+        used_by.setdefault(config.model.family, []).append(config.name)
+        if config.model.family not in family_names():
+            sources.append(find_family(config.model.family, project_code_dir(settings, config.name)))
+    status = 0
+    for source in sources:
+        projects = ", ".join(sorted(used_by.get(source.ref, []))) or "-"
+        try:
+            family = load_family_class(source)()
+        except FamilyError as exc:
+            print(f"{source.ref:16} from: {source.origin}\n  BROKEN: {exc}")
+            status = 1
+            continue
         techniques = ", ".join(sorted(family.supported_techniques)) or "-"
-        print(f"{name:16} metrics: {', '.join(family.metrics):28} techniques: {techniques}\n  {family.description}")
+        print(
+            f"{source.ref:16} from: {source.origin}  metrics: {', '.join(family.metrics)}  techniques: {techniques}"
+            f"  projects: {projects}\n  {family.description}"
+        )
+    return status
+
+
+def cmd_new_project(args: argparse.Namespace) -> int:
+    """Write projects/NAME/ (project.yaml, model.py with its own family, sample data) and say what is next."""
+    from mlops.project_template import NewProjectError, create_project, summary
+
+    try:
+        created = create_project(args.name, Path(args.dir) if args.dir else get_settings().projects_dir, args.like)
+    except NewProjectError as exc:
+        print(f"mlops new-project: {exc}", file=sys.stderr)
+        return 1
+    print(summary(created))
     return 0
 
 
@@ -240,11 +273,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="*", help="files or folders (default: projects/)")
     p.add_argument("-q", "--quiet", action="store_true", help="print errors only")
     p.add_argument("--no-hardware", action="store_true", help="skip the checks against this machine (memory)")
+    p.add_argument(
+        "--no-import", action="store_true",
+        help="do not import families from packages or project code (the checks DAG parsing makes)",
+    )
     p.set_defaults(func=cmd_validate)
     p = sub.add_parser("schema", help="export the project JSON Schema")
     p.add_argument("--output")
     p.set_defaults(func=cmd_schema)
     sub.add_parser("families", help="list the model families").set_defaults(func=cmd_families)
+    p = sub.add_parser("new-project", help="create projects/NAME/: project.yaml, model.py (its own family), sample data")
+    p.add_argument("name", help="project name: lowercase letters, digits and _")
+    p.add_argument("--like", default="mlp_classifier", help="built-in family the new one resembles (default mlp_classifier)")
+    p.add_argument("--dir", help="projects folder (default: MLOPS_PROJECTS_DIR, else projects/)")
+    p.set_defaults(func=cmd_new_project)
     p = sub.add_parser("init-project", help="set up a project's DVC data now")
     p.add_argument("name", help="project name (projects/NAME.yaml) or a YAML path")
     p.set_defaults(func=cmd_init_project)

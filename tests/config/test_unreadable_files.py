@@ -354,10 +354,10 @@ def test_a_loader_bug_on_one_file_is_that_file_s_error(tmp_path: Path, monkeypat
     import mlops.config.loader as loader
 
     real = loader.parse_project_text
-    def buggy(text: str, file: str):
+    def buggy(text: str, file: str, deep: bool = False):
         if file.endswith("bug.yaml"):
             raise KeyError("boom")
-        return real(text, file)
+        return real(text, file, deep)
     monkeypatch.setattr(loader, "parse_project_text", buggy)
     (tmp_path / "good.yaml").write_text(GOOD)
     (tmp_path / "bug.yaml").write_text(GOOD.replace("good_project", "bug_project"))

@@ -16,6 +16,7 @@ and a file holds exactly one YAML document.
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from mlops.config.reading import read_project_text
 from mlops.config.schema import ProjectConfig
 
 PROJECT_SUFFIXES = (".yaml", ".yml")
+PROJECT_FOLDER_FILES = ("project.yaml", "project.yml")  # projects/<name>/project.yaml
 MAX_DEPTH = 64  # nesting levels; a project needs about 4
 MAX_NODES = 100_000  # values of the document once aliases are expanded
 _MERGE_TAG = "tag:yaml.org,2002:merge"
@@ -141,23 +143,34 @@ def _schema_errors(file: str, root: yaml.Node | None, exc: ValidationError) -> l
     return errors
 
 
-def _family_errors(file: str, root: yaml.Node | None, config: ProjectConfig) -> list[ConfigError]:
-    """Checks against the model-family registry (needs no MLX: families import it lazily)."""
-    from mlops.training.families import family_names, get_family
+def _family_errors(
+    file: str, root: yaml.Node | None, config: ProjectConfig, code_dir: Path | None, deep: bool = False
+) -> list[ConfigError]:
+    """Checks against the family `model.family` names.
+
+    Finding it reads no user code. A built-in family is checked in full (it imports without MLX);
+    a family from a package or the project's code is imported only when `deep` (`mlops validate`,
+    never DAG parsing: Airflow parses every 30 s, and user code may be slow or broken).
+    """
+    from mlops.training.families import FamilyError, find_family, load_family_class
+    from mlops.training.families.contract import signature_problems
 
     def error(loc: tuple[Any, ...], message: str, suggestion: str | None = None, key: bool = False) -> ConfigError:
         line, column = _position(root, loc, key)
         return ConfigError(file, line, column, ".".join(map(str, loc)), message, suggestion)
 
     name = config.model.family
-    if name not in family_names():
-        hint = did_you_mean(name, family_names()) or f"known families: {', '.join(family_names())}"
-        return [error(("model", "family"), f"unknown model family {name!r}", hint)]
-    family = get_family(name)
+    try:
+        source = find_family(name, code_dir)
+        if source.kind != "built-in" and not deep:
+            return []
+        family = load_family_class(source)()
+    except FamilyError as exc:
+        return [error(("model", "family"), str(exc))]
     errors = []
     for key in family.check_hyperparameters(config.model.hyperparameters):
         hint = did_you_mean(key, set(family.default_hyperparameters)) or (
-            f"{name} takes: {', '.join(sorted(family.default_hyperparameters))}"
+            f"{name} takes: {', '.join(sorted(family.default_hyperparameters)) or 'none'}"
         )
         errors.append(error(("model", "hyperparameters", key), f"unknown hyperparameter for family {name!r}", hint, key=True))
     for i, technique in enumerate(config.training.techniques):
@@ -170,6 +183,17 @@ def _family_errors(file: str, root: yaml.Node | None, config: ProjectConfig) -> 
     if metric is not None and metric not in family.metrics:
         hint = did_you_mean(metric, set(family.metrics)) or f"{name} reports: {', '.join(family.metrics)}"
         errors.append(error(("evaluation", "metric"), f"family {name!r} does not report metric {metric!r}", hint))
+    if deep and (config.serving.enabled or config.monitoring.enabled):
+        hyperparameters = {**family.default_hyperparameters, **config.model.hyperparameters}
+        try:
+            problems = signature_problems(family.signature(hyperparameters))
+        except Exception as exc:  # noqa: BLE001 - user code
+            problems = [f"signature() raised {type(exc).__name__}: {exc}"]
+        loc = ("serving", "enabled") if config.serving.enabled else ("monitoring", "enabled")
+        errors.extend(
+            error(loc, f"family {name!r} ({source.origin}): {p}", "serving and drift checks need a valid signature")
+            for p in problems
+        )
     return errors
 
 
@@ -258,7 +282,7 @@ def _yaml_error(text: str, file: str, exc: yaml.YAMLError) -> ConfigError:
     return ConfigError(file, line, column, "", f"YAML error: {reason}")
 
 
-def parse_project_text(text: str, file: str) -> ProjectConfig:
+def parse_project_text(text: str, file: str, deep: bool = False) -> ProjectConfig:
     """Validate one project's YAML text; raise `ProjectConfigError` with every error found."""
     loader = None
     try:  # one parse: the node tree (for error positions), then the data built from it
@@ -284,33 +308,71 @@ def parse_project_text(text: str, file: str) -> ProjectConfig:
         config = ProjectConfig.model_validate(data)
     except ValidationError as exc:
         raise ProjectConfigError(_schema_errors(file, root, exc)) from None
-    errors = _family_errors(file, root, config)
+    errors = _folder_errors(file, root, config) + _family_errors(file, root, config, _code_dir(file, config), deep)
     if errors:
         raise ProjectConfigError(errors)
     return config
 
 
-def load_project(path: str | Path) -> ProjectConfig:
-    """The validated project of one file; `ProjectConfigError` (located) for any problem with it."""
-    return parse_project_text(read_project_text(path), str(path))
+def _is_folder_project(file: str | Path) -> bool:
+    return Path(file).name in PROJECT_FOLDER_FILES
+
+
+def _code_dir(file: str, config: ProjectConfig) -> Path:
+    """Where the project's own `module:Class` code is looked up (same rule as `project_code_dir`)."""
+    from mlops.training.families import code_dir_for
+
+    path = Path(file)
+    return code_dir_for(path.parent.parent if _is_folder_project(path) else path.parent, config.name)
+
+
+def _folder_errors(file: str, root: yaml.Node | None, config: ProjectConfig) -> list[ConfigError]:
+    """A project folder is named after its project: tasks and serving find its code by that name."""
+    folder = Path(file).parent
+    if not _is_folder_project(file) or folder.name == config.name:
+        return []
+    line, column = _position(root, ("name",))
+    return [ConfigError(file, line, column, "name", f"project {config.name!r} lives in folder {folder.name!r}",
+                        f"rename the folder to {config.name!r} or the project to {folder.name!r}")]
+
+
+def load_project(path: str | Path, deep: bool = False) -> ProjectConfig:
+    """The validated project of one file; `ProjectConfigError` (located) for any problem with it.
+
+    `deep` also imports a family from a package or project code and checks it (`mlops validate`).
+    """
+    return parse_project_text(read_project_text(path), str(path), deep)
 
 
 def project_files(directory: str | Path) -> list[Path]:
-    """Every `*.yaml`/`*.yml` entry of `directory`, whatever it is (a directory or a FIFO so named is
-    reported by `load_project`, not skipped unseen), except hidden ones (`.#x.yaml` editor locks,
-    macOS `._x.yaml` resource forks). Raises OSError when the directory cannot be listed."""
+    """Every project file of `directory`: its `*.yaml`/`*.yml` entries and each subfolder's `project.yaml`.
+
+    Whatever an entry is (a directory or a FIFO so named is reported by `load_project`, not skipped
+    unseen), except hidden ones (`.#x.yaml` editor locks, macOS `._x.yaml` resource forks). A
+    project folder (`projects/<name>/project.yaml`) holds the project's own code and data beside it.
+    Raises OSError when the directory cannot be listed."""
     directory = Path(directory)
-    return sorted(p for p in directory.iterdir() if p.suffix in PROJECT_SUFFIXES and not p.name.startswith("."))
+    found = []
+    for entry in directory.iterdir():
+        if entry.name.startswith("."):
+            continue
+        if entry.suffix in PROJECT_SUFFIXES:
+            found.append(entry)
+        elif entry.is_dir():
+            found.extend(entry / name for name in PROJECT_FOLDER_FILES if os.path.lexists(entry / name))
+    return sorted(found)
 
 
-def load_projects(paths: list[Path]) -> tuple[dict[Path, ProjectConfig], dict[Path, list[ConfigError]]]:
+def load_projects(
+    paths: list[Path], deep: bool = False
+) -> tuple[dict[Path, ProjectConfig], dict[Path, list[ConfigError]]]:
     """Load every file; a bad one only adds to the errors. A name used twice is an error on the later file."""
     configs: dict[Path, ProjectConfig] = {}
     errors: dict[Path, list[ConfigError]] = {}
     owner_of: dict[str, Path] = {}
     for path in paths:
         try:
-            config = load_project(path)
+            config = load_project(path, deep)
         except ProjectConfigError as exc:
             errors[path] = exc.errors
             continue

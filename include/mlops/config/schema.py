@@ -51,7 +51,12 @@ class DataConfig(Section):
 
 
 class ModelConfig(Section):
-    family: str = Field(description="Model family from the registry (`mlops families`).")
+    family: str = Field(
+        min_length=1,
+        max_length=200,
+        description="Model family: a built-in or installed one by name (`mlops families`), or the project's "
+        "own as `module:Class` (e.g. `model:MyFamily` for projects/<name>/model.py).",
+    )
     hyperparameters: dict[str, Any] = Field(
         default_factory=dict, description="Overrides of the family's default hyperparameters."
     )
@@ -205,10 +210,14 @@ class ProjectConfig(Section):
 
 
 def json_schema() -> dict[str, Any]:
-    """JSON Schema for editors, with the registry's family names as choices."""
-    from mlops.training.families import family_names
+    """JSON Schema for editors: a family is a built-in name (offered as a choice), a name an installed
+    package publishes, or a `module:Class` path."""
+    from mlops.training.families import BUILT_IN, NAME_REF, PATH_REF
 
     schema = ProjectConfig.model_json_schema()
-    schema["$defs"]["ModelConfig"]["properties"]["family"]["enum"] = family_names()
+    family = schema["$defs"]["ModelConfig"]["properties"]["family"]
+    names = sorted(BUILT_IN)  # installed packages' names vary by machine: the file in git must not
+    family["anyOf"] = [{"enum": names}, {"pattern": PATH_REF.pattern}, {"pattern": NAME_REF.pattern}]
+    family["examples"] = [*names, "model:MyFamily"]
     schema["title"] = "MLX MLOps project"
     return schema

@@ -86,9 +86,9 @@ def ensure_project_data(
             md5 = tracked_hash(dvc_file)
             push(repo, dvc_file)  # no-op when the remote has it; heals a push that failed earlier
         else:
-            from mlops.training.families import get_family
+            from mlops.training.families import family_for
 
-            arrays = get_family(family).make_dataset(seed, num_samples, hyperparameters)
+            arrays = family_for(settings, project, family).make_dataset(seed, num_samples, hyperparameters)
             _write_dataset(folder, arrays, spec)
             md5 = add_and_push(repo, folder)
             created = True

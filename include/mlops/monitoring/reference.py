@@ -66,8 +66,7 @@ def load_reference(settings: Settings, project: str, version: int | None = None)
     from mlops.monitoring.features import flatten, prefixed
     from mlops.serving.registry_models import download_model_dir
     from mlops.tracking.client import configure
-    from mlops.training.artifacts import read_manifest
-    from mlops.training.families import get_family
+    from mlops.training.artifacts import model_family, read_manifest
 
     configure(settings)
     client = MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
@@ -77,8 +76,9 @@ def load_reference(settings: Settings, project: str, version: int | None = None)
     data_version = run.data.tags.get("mlops.data_version")
     if not data_version:
         raise LookupError(f"{project} v{version}: its run {run.info.run_id} has no mlops.data_version tag")
-    manifest = read_manifest(download_model_dir(client, project, version, settings.home / "serving"))
-    family = get_family(manifest["family"])
+    folder = download_model_dir(client, project, version, settings.home / "serving")
+    manifest = read_manifest(folder)
+    family = model_family(folder, manifest)
     hyperparameters = manifest["hyperparameters"]
     data = load_arrays(materialise_data_version(settings, project, data_version))
     inputs = family.reference_inputs(data, hyperparameters)

@@ -72,11 +72,10 @@ MODEL_FOLDER = Path(__file__).resolve().parent / {model_dir!r}
 @bentoml.service(name={service_name!r}, workers=1, traffic={{"timeout": 60}})
 class MLXModel:
     def __init__(self) -> None:
-        from mlops.training.artifacts import read_manifest, restore_session
-        from mlops.training.families import get_family
+        from mlops.training.artifacts import model_family, read_manifest, restore_session
 
         manifest = read_manifest(MODEL_FOLDER)
-        self.signature = get_family(manifest["family"]).signature(manifest["hyperparameters"])
+        self.signature = model_family(MODEL_FOLDER, manifest).signature(manifest["hyperparameters"])
         # MLX streams belong to the thread that made them and BentoML runs sync APIs on a thread
         # pool, so every MLX call (restore and predict) runs on this one thread, one at a time.
         self.mlx = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlx")

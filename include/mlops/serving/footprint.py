@@ -46,11 +46,10 @@ def _peak_rss_bytes() -> int:
 def _measure(folder: Path, batch: int) -> dict:
     import ray.serve  # noqa: F401 - a replica has Ray Serve loaded too
 
-    from mlops.training.artifacts import read_manifest, restore_session
-    from mlops.training.families import get_family
+    from mlops.training.artifacts import model_family, read_manifest, restore_session
 
     manifest = read_manifest(folder)
-    signature = get_family(manifest["family"]).signature(manifest["hyperparameters"])
+    signature = model_family(folder, manifest).signature(manifest["hyperparameters"])
     session = restore_session(folder)
     session.predict(example_inputs(signature, batch))
     return {"peak_rss_bytes": _peak_rss_bytes()}

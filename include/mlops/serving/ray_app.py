@@ -24,12 +24,11 @@ from ray import serve
 @serve.deployment(name="model", max_ongoing_requests=64, graceful_shutdown_timeout_s=30)
 class MLXReplica:
     def __init__(self, folder: str, project: str, version: int, max_batch_size: int, batch_wait_s: float):
-        from mlops.training.artifacts import read_manifest, restore_session
-        from mlops.training.families import get_family
+        from mlops.training.artifacts import model_family, read_manifest, restore_session
 
         self.project, self.version = project, version
         manifest = read_manifest(Path(folder))
-        self.signature = get_family(manifest["family"]).signature(manifest["hyperparameters"])
+        self.signature = model_family(Path(folder), manifest).signature(manifest["hyperparameters"])
         self.mlx = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlx")
         self.session = self.mlx.submit(restore_session, Path(folder)).result()
         self.device = self.mlx.submit(_device_name).result()

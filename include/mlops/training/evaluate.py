@@ -7,14 +7,12 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from mlops.config.schema import ProjectConfig
+    from mlops.training.families.base import ModelFamily
     from mlops.settings import Settings
 
 
-def gate_metric(config: ProjectConfig) -> tuple[str, str]:
+def gate_metric(config: ProjectConfig, family: ModelFamily) -> tuple[str, str]:
     """(metric, goal) that decides registration: the YAML's, else the family's first."""
-    from mlops.training.families import get_family
-
-    family = get_family(config.model.family)
     metric = config.evaluation.metric or next(iter(family.metrics))
     return metric, family.metrics[metric]
 
@@ -31,7 +29,7 @@ def evaluate_model(settings: Settings, config: ProjectConfig, data_path: str, ru
 
     from mlops.data.project_data import load_arrays
     from mlops.tracking.client import configure
-    from mlops.training.artifacts import read_manifest, restore_session
+    from mlops.training.artifacts import model_family, read_manifest, restore_session
     from mlops.training.device import select_device
 
     manifest = read_manifest(Path(model_path))
@@ -42,7 +40,7 @@ def evaluate_model(settings: Settings, config: ProjectConfig, data_path: str, ru
         )
     select_device()
     metrics = restore_session(Path(model_path)).evaluate(load_arrays(data_path))
-    metric, goal = gate_metric(config)
+    metric, goal = gate_metric(config, model_family(Path(model_path), manifest))
     threshold = config.evaluation.threshold
     passed = passes(metrics[metric], threshold, goal)
 

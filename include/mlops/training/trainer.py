@@ -8,6 +8,7 @@ model folder (safetensors + manifest) as an MLflow pyfunc model.
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import TYPE_CHECKING, Any
 
@@ -81,11 +82,14 @@ def train_project(
     from mlops.tracking.pyfunc_model import MLXModel
     from mlops.training.artifacts import save_model
     from mlops.training.device import memory_limit, select_device
-    from mlops.training.families import get_family
+    from mlops.training.families import find_family, load_family_class, project_code_dir
+    from mlops.training.families.contract import FamilyCodeError, check_predict, family_step
     from mlops.training.loop import run_epochs
 
     configure(settings)  # fails fast, before any compute, when the server is down
-    family = get_family(config.model.family)
+    family_source = find_family(config.model.family, project_code_dir(settings, config.name))
+    family = load_family_class(family_source)()
+    step = functools.partial(family_step, config.name, config.model.family, family_source.origin)
     hyperparameters = {**family.default_hyperparameters, **config.model.hyperparameters}
     techniques = list(config.training.techniques)
     device = select_device()
@@ -104,16 +108,27 @@ def train_project(
         mlflow.log_params({**_run_params(config, hyperparameters, data_version), "mlx_memory_limit_bytes": limit})
         mlflow.log_params(hardware.to_mlflow_params())
         mlflow.log_dict(hardware.to_dict(), "hardware.json")
-        session = family.create(hyperparameters, techniques, config.training.seed)
-        reports = run_epochs(
-            session,
-            data,
-            config.training.epochs,
-            config.training.batch_size,
-            on_epoch=lambda r: mlflow.log_metrics(_epoch_metrics(r, family.throughput_unit), step=r.epoch),
-        )
-        applied = session.apply_techniques(techniques, data)
-        final = session.evaluate(data)
+        with step("create"):
+            session = family.create(hyperparameters, techniques, config.training.seed)
+        with step("training (train_epoch / evaluate)"):
+            reports = run_epochs(
+                session,
+                data,
+                config.training.epochs,
+                config.training.batch_size,
+                on_epoch=lambda r: mlflow.log_metrics(_epoch_metrics(r, family.throughput_unit), step=r.epoch),
+            )
+        with step("apply_techniques"):
+            applied = session.apply_techniques(techniques, data)
+        with step("evaluate"):
+            final = session.evaluate(data)
+        with step("predict"):  # a model that breaks its own signature is never registered, never served
+            broken = check_predict(session, family, data, hyperparameters)
+        if broken:
+            raise FamilyCodeError(
+                f"project {config.name!r}: model family {config.model.family!r} ({family_source.origin}): "
+                f"predict() breaks its declared signature: {'; '.join(broken)}"
+            )
         mlflow.log_metrics(final)
         mlflow.log_params({f"result.{k}": v for k, v in applied.items()})
 
@@ -123,6 +138,7 @@ def train_project(
             {
                 "project": config.name,
                 "family": config.model.family,
+                "family_origin": family_source.origin,
                 "hyperparameters": hyperparameters,
                 "techniques": techniques,
                 "seed": config.training.seed,
@@ -133,6 +149,7 @@ def train_project(
                 "dtype": str(applied.get("dtype", "float32")),
                 "metrics": final,
             },
+            family_source,
         )
         model_info = mlflow.pyfunc.log_model(
             name="model",

@@ -1,0 +1,48 @@
+"""The family contract at run time: every built-in keeps its declared signature; a broken one is named."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mlops.training.families import BUILT_IN, get_family
+from mlops.training.families.contract import FamilyCodeError, check_predict, family_step, output_problems
+
+SIGNATURE = {
+    "inputs": {"x": {"dtype": "float32", "shape": [-1, 3]}},
+    "outputs": {"label": {"dtype": "int32", "shape": [-1]}, "probabilities": {"dtype": "float32", "shape": [-1, 2]}},
+}
+
+
+@pytest.mark.parametrize("name", sorted(BUILT_IN))
+def test_every_built_in_predicts_what_it_declares(name):
+    family = get_family(name)
+    hp = dict(family.default_hyperparameters)
+    data = family.make_dataset(0, 128, hp)
+    session = family.create(hp, [], 0)
+    assert check_predict(session, family, data, hp) == []
+
+
+def test_outputs_that_break_the_signature_are_each_named():
+    outputs = {"label": np.zeros(2, np.float32), "probabilities": np.zeros((2, 3), np.float32), "extra": np.zeros(2)}
+    assert output_problems(SIGNATURE, outputs, 2) == [
+        "predict() returned 'extra', which the signature does not declare",
+        "output 'label' has dtype float32, the signature declares int32",
+        "output 'probabilities' has shape [2, 3] for 2 rows, the signature declares [-1, 2]",
+    ]
+    assert output_problems(SIGNATURE, {"label": np.zeros(3, np.int32)}, 2) == [
+        "predict() returned no output 'probabilities'",
+        "output 'label' has shape [3] for 2 rows, the signature declares [-1]",
+    ]
+    assert output_problems(SIGNATURE, [1, 2], 2) == ["predict() must return a dict of named arrays, not list"]
+
+
+def test_a_failing_step_names_the_project_the_family_and_its_file():
+    with pytest.raises(FamilyCodeError) as caught:
+        with family_step("own_proj", "model:OwnFamily", "projects/own_proj/model.py", "create"):
+            raise ValueError("width must be even")
+    assert str(caught.value) == (
+        "project 'own_proj': model family 'model:OwnFamily' (projects/own_proj/model.py) failed in create: "
+        "ValueError: width must be even"
+    )
+    assert isinstance(caught.value.__cause__, ValueError)  # the task log keeps the original traceback
