@@ -85,6 +85,8 @@ def test_m3_max_lists_the_efficiency_level_first_and_is_still_read_by_name():
         ("m3max_archspec_sequoia", "Apple M3 Max", 14, 10, 4, "10 Performance + 4 Efficiency", 36 * 2**30),
         ("m4pro_macmini_j773s", UNKNOWN, 14, 10, 4, "10 Performance + 4 Efficiency", GB_64),
         ("m4max_archspec_sequoia", "Apple M4 Max", 16, 12, 4, "12 Performance + 4 Efficiency", GB_64),
+        # M5 (macOS 26): level 0 is named "Super", which counts in neither field (see the test below).
+        ("m5_macbookpro_mac17_2_archspec_tahoe", "Apple M5", 10, 0, 6, "4 Super + 6 Efficiency", 24 * 2**30),
     ],
 )
 def test_real_apple_silicon_sysctl_recordings(name, chip, physical, performance, efficiency, levels, memory):
@@ -96,6 +98,27 @@ def test_real_apple_silicon_sysctl_recordings(name, chip, physical, performance,
     assert profile.cpu_core_levels == levels
     assert profile.memory_total_bytes == memory
     assert profile.sources["cpu_core_levels"] == "sysctl"
+
+
+def test_real_m5_super_level_is_not_read_as_performance_by_index():
+    """Verbatim `sysctl -i hw -i machdep` of an M5 MacBook Pro (Mac17,2, macOS 26.4.1, archspec-json#153).
+
+    Level 0 is named "Super", level 1 "Efficiency": there is no "Performance" level at all.  Read by
+    name, the 4 Super cores count in neither field (as documented for `cpu_core_levels`), so the
+    split is 0 performance + 6 efficiency and `cpu_core_levels` carries the whole picture.  Reading
+    by index would have called the 4 Super cores performance cores.
+    """
+    text = recorded("m5_macbookpro_mac17_2_archspec_tahoe")
+    assert "hw.perflevel0.name: Super\n" in text and "hw.perflevel1.name: Efficiency\n" in text
+    values = macos.parse_sysctl(text)
+    assert len(values) == len(text.splitlines())  # every line of the recording is a key
+    assert [(lv["level"], lv["name"], lv["physicalcpu"]) for lv in macos.perf_levels(values)] == [
+        (0, "Super", 4),
+        (1, "Efficiency", 6),
+    ]
+    assert macos.core_split(values) == {"performance": 0, "efficiency": 6, "levels": "4 Super + 6 Efficiency"}
+    profile = macos.build_profile(text, None, None)
+    assert profile.os_version == UNKNOWN  # `sysctl -i hw -i machdep` prints no kern.osproductversion
 
 
 def test_real_intel_sysctl_machdep_only():
@@ -250,6 +273,23 @@ def test_real_intel_pmset_power_notify_at_full_speed_is_nominal():
     assert reading.state == "nominal"
     assert reading.cpu_speed_limit_percent == 100
     assert "CPU_Scheduler_Limit 100%" in reading.detail and "CPU_Available_CPUs 12" in reading.detail
+
+
+def test_real_intel_pmset_throttled_to_35_percent_is_critical():
+    """Verbatim `pmset -g therm` of a MacBook Pro (15-inch, Early 2011) on macOS 10.13.6 running without
+    its battery, throttled to CPU_Speed_Limit 35 (question on newbetuts.com/407192-…, see SOURCES.md).
+
+    The source shows the "CPU Power notify" block indented with spaces where pmset prints tabs (see the
+    node_exporter recording); the parser reads both.
+    """
+    reading = macos.parse_pmset_therm(recorded("intel_macbookpro15_early2011_newbetuts407192", "pmset-therm.txt"))
+    assert reading.state == "critical"  # 35 is below this platform's 50 % band
+    assert reading.cpu_speed_limit_percent == 35
+    assert reading.max_temperature_c is None
+    assert reading.detail == (
+        "no thermal warning recorded; no performance warning recorded; "
+        "CPU_Speed_Limit 35%; CPU_Scheduler_Limit 100%; CPU_Available_CPUs 8"
+    )
 
 
 def test_pmset_apple_silicon_notes_are_nominal_hand_made():

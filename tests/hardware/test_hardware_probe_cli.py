@@ -99,14 +99,30 @@ def test_real_m1_ioreg_bundle_gives_the_gpu_core_count():
 
 
 @pytest.mark.parametrize(
-    ("name", "speed_limit"),
-    [("m1pro_macbookpro14_2021_stats749", None), ("intel_macbook_12cpu_node_exporter2031", 100)],
+    ("name", "state", "speed_limit"),
+    [
+        ("m1pro_macbookpro14_2021_stats749", "nominal", None),
+        ("intel_macbook_12cpu_node_exporter2031", "nominal", 100),
+        ("intel_macbookpro15_early2011_newbetuts407192", "critical", 35),  # throttled (no battery)
+    ],
 )
-def test_real_pmset_bundles_are_nominal(name, speed_limit):
+def test_real_pmset_bundles(name, state, speed_limit):
     profile = probe_from_dir(RECORDED / name)
-    assert profile.thermal.state == "nominal"
+    assert profile.thermal.state == state
     assert profile.thermal.cpu_speed_limit_percent == speed_limit
     assert profile.thermal.source == str(RECORDED / name / "pmset-therm.txt")
+
+
+def test_real_m5_sysctl_bundle():
+    """Verbatim `sysctl -i hw -i machdep` of an M5 MacBook Pro: "Super" + "Efficiency" levels."""
+    bundle = RECORDED / "m5_macbookpro_mac17_2_archspec_tahoe"
+    profile = probe_from_dir(bundle)
+    assert profile.chip == "Apple M5" and profile.is_apple_silicon is True
+    assert profile.cpu_core_levels == "4 Super + 6 Efficiency"
+    assert (profile.performance_cores, profile.efficiency_cores) == (0, 6)  # "Super" counts in neither
+    assert (profile.cpu_cores_physical, profile.cpu_cores_logical) == (10, 10)
+    assert profile.memory_total_bytes == 24 * 2**30 and profile.unified_memory is True
+    assert profile.sources["cpu_core_levels"] == str(bundle / "sysctl.txt")
 
 
 @pytest.mark.parametrize(

@@ -135,6 +135,16 @@ def test_macos_without_notifyutil_uses_pmset_only(monkeypatch):
     assert (reading.state, reading.cpu_speed_limit_percent, reading.source) == ("serious", 70, "pmset -g therm")
 
 
+def test_real_throttled_pmset_recording_makes_the_gate_wait():
+    """Verbatim `pmset -g therm` of a MacBook Pro throttled to CPU_Speed_Limit 35 (fixtures/SOURCES.md)."""
+    from mlops.hardware.macos import parse_pmset_therm
+
+    recording = Path(__file__).parent / "fixtures/recorded/intel_macbookpro15_early2011_newbetuts407192/pmset-therm.txt"
+    reading = parse_pmset_therm(recording.read_text())
+    for threshold in ("fair", "serious", "critical"):
+        assert decide(reading, threshold, "proceed").action == "wait"
+
+
 def test_macos_with_no_command_is_unknown(monkeypatch):
     monkeypatch.setattr("mlops.hardware.macos.run_command", lambda args, timeout=0: None)
     monkeypatch.setattr(platform, "system", lambda: "Darwin")
