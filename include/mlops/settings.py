@@ -11,7 +11,8 @@ One object, read from the environment with documented defaults, so no module rea
 | MLOPS_TRACKING_URI     | sqlite:///$MLOPS_HOME/mlflow/mlflow.db    | MLflow tracking + registry store          |
 | MLOPS_ARTIFACTS_URI    | $MLOPS_HOME/mlflow/artifacts              | MLflow artifact root (file store default) |
 | MLOPS_DVC_REMOTE       | $MLOPS_HOME/dvc-remote                    | DVC remote URL (folder, s3://, gs://, azure://) |
-| MLOPS_DVC_REMOTE_ENDPOINT | (unset)                                | S3-compatible endpoint URL (MinIO, moto)  |
+| MLOPS_DVC_REMOTE_ENDPOINT | (unset)                                | endpoint URL of an s3:// remote (MinIO, moto) or a gs:// one (GCS emulator, gateway) |
+| MLOPS_DVC_REMOTE_ANONYMOUS | (unset: off)                          | `true`: a gs:// or azure:// remote connects without credentials (emulators, public buckets) |
 | MLOPS_MLFLOW_PORT      | 5000                                      | port `mlops up` gives the MLflow server   |
 | MLOPS_AIRFLOW_PORT     | 8080                                      | port of Airflow's api-server (UI + API)   |
 | MLOPS_GATEWAY_PORT     | 8000                                      | port of the model-serving gateway         |
@@ -24,6 +25,14 @@ One object, read from the environment with documented defaults, so no module rea
 | MLOPS_COMPUTE_SLOTS    | (unset: from the hardware)                | size of the mlx_compute pool before thermal scaling (replaces the accelerator/core-derived base) |
 | MLOPS_HARDWARE_ROOT    | (unset: /)                                | fake /sys + /proc tree for the Linux readers (tests, simulations) |
 | MLOPS_TELEMETRY        | (unset: off)                              | `on`: libraries' usage telemetry left to their defaults (mlops.telemetry) |
+
+Cloud credentials are never settings (nor YAML, nor the DVC workspace's config): each SDK reads
+its own variables from the environment of the process that pushes or pulls. s3://: boto's
+AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or its profiles and roles). gs://:
+GOOGLE_APPLICATION_CREDENTIALS or the machine's Google identity (MLOPS_DVC_REMOTE_ANONYMOUS for
+none). azure://: AZURE_STORAGE_CONNECTION_STRING (it also carries the endpoint: Azurite, sovereign
+clouds), or AZURE_STORAGE_ACCOUNT with AZURE_STORAGE_KEY or AZURE_STORAGE_SAS_TOKEN (or, with the
+account alone, Azure AD through azure-identity); dvc-azure reads them when it connects.
 """
 
 from __future__ import annotations
@@ -56,6 +65,7 @@ class Settings:
     evidently_port: int = 8002
     capture_flush_seconds: float = 5.0  # how often the gateway writes captured predictions to Parquet
     compute_slots: int | None = None  # MLOPS_COMPUTE_SLOTS: the mlx_compute pool's base, else from the hardware
+    dvc_remote_anonymous: bool = False  # MLOPS_DVC_REMOTE_ANONYMOUS: gs:// / azure:// without credentials
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -80,6 +90,7 @@ class Settings:
             evidently_port=_number(env, "MLOPS_EVIDENTLY_PORT", 8002, int, 1),
             capture_flush_seconds=_number(env, "MLOPS_CAPTURE_FLUSH_SECONDS", 5.0, float, 0.001),
             compute_slots=_number(env, "MLOPS_COMPUTE_SLOTS", None, int, 1),
+            dvc_remote_anonymous=_flag(env, "MLOPS_DVC_REMOTE_ANONYMOUS"),
         )
 
     @cached_property
@@ -120,6 +131,16 @@ def _number(env: dict[str, str], name: str, default: float | None, kind: type, m
         what = "a port number (1-65535)" if name.endswith("_PORT") else f"a number >= {minimum:g}"
         raise SettingsError(f"environment variable {name}={text!r}: expected {what}; unset it for the default ({default})")
     return value
+
+
+def _flag(env: dict[str, str], name: str) -> bool:
+    """A yes/no environment setting (unset: no), or a SettingsError naming the variable and its value."""
+    text = env.get(name, "").strip().lower()
+    if text in ("", "0", "false", "no", "off"):
+        return False
+    if text in ("1", "true", "yes", "on"):
+        return True
+    raise SettingsError(f"environment variable {name}={env[name]!r}: expected true or false (1/0, yes/no, on/off); unset it for false")
 
 
 def get_settings() -> Settings:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import logging
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -75,9 +76,22 @@ def open_workspace(settings: Settings, remote_url: str | None = None) -> Repo:
                 conf["core"][key] = False
         conf["cache"]["type"] = CACHE_TYPES
         conf["cache"]["shared"] = "group"
-        remote = {"url": url}
-        if settings.dvc_remote_endpoint and url.startswith("s3://"):
-            remote["endpointurl"] = settings.dvc_remote_endpoint
+        # Only where the remote lives and how to reach it: no credential is ever written here
+        # (each SDK reads its own from the environment, see mlops.settings), and the whole entry
+        # is rewritten on every open, so nothing stale survives a change of settings.
+        remote: dict[str, object] = {"url": url}
+        endpoint = settings.dvc_remote_endpoint
+        if url.startswith("s3://") and endpoint:
+            remote["endpointurl"] = endpoint
+        elif url.startswith("gs://") and endpoint:
+            remote["endpointurl"] = endpoint  # dvc-gs hands it to gcsfs as endpoint_url
+            # gcsfs 2026.x probes every bucket's layout over the Storage Control gRPC API at the
+            # endpoint's host, which emulators and gateways do not serve: each probe then retries
+            # for ~60 s, on every operation. Its switch is read when gcsfs is imported (by DVC,
+            # lazily, after this); one the user exported wins.
+            os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
+        if url.startswith(("gs://", "azure://")) and settings.dvc_remote_anonymous:
+            remote["allow_anonymous_login"] = True  # gs: gcsfs token "anon"; azure: no Azure AD lookup
         conf["remote"][REMOTE_NAME] = remote
     return Repo(str(root))
 
