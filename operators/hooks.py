@@ -4,8 +4,10 @@ An Airflow connection, when defined, overrides the environment's settings, so cr
 live in Airflow's secrets backend and never in a YAML or in git:
 
 - `mlflow_default`: host (+ port, schema http/https) of the MLflow tracking server;
-- `dvc_default`: `host` = remote URL (e.g. s3://bucket/path), extra `{"endpoint_url": ...}`,
-  login/password = access key id / secret, exported to the DVC process as AWS variables.
+- `dvc_default`: `host` = remote URL (s3://, gs://, azure://), extra `{"endpoint_url": ...}` (s3, gs);
+  its credentials go to the variables the remote's SDK reads (`remote_credentials`): s3:// login /
+  password = access key id / secret; azure:// login / password = account / key, or extra
+  `{"connection_string": ...}`; gs:// extra `{"key_path": ...}` = a service-account key file.
 """
 
 from __future__ import annotations
@@ -25,6 +27,20 @@ def _connection(conn_id: str):
         return BaseHook.get_connection(conn_id)
     except Exception:  # not defined: the environment's settings apply
         return None
+
+
+def remote_credentials(url: str, login: str | None, password: str | None, extra: dict) -> dict[str, str]:
+    """The environment variables that give the SDK of remote `url` the connection's credentials."""
+    if url.startswith("s3://") and login:
+        return {"AWS_ACCESS_KEY_ID": login, "AWS_SECRET_ACCESS_KEY": password or ""}
+    if url.startswith("azure://"):
+        if extra.get("connection_string"):
+            return {"AZURE_STORAGE_CONNECTION_STRING": extra["connection_string"]}
+        if login:
+            return {"AZURE_STORAGE_ACCOUNT": login, **({"AZURE_STORAGE_KEY": password} if password else {})}
+    if url.startswith("gs://") and extra.get("key_path"):
+        return {"GOOGLE_APPLICATION_CREDENTIALS": extra["key_path"]}
+    return {}
 
 
 class MLOpsHook(BaseHook):
@@ -52,7 +68,5 @@ class MLOpsHook(BaseHook):
             extra = conn.extra_dejson
             if extra.get("endpoint_url"):
                 changes["dvc_remote_endpoint"] = extra["endpoint_url"]
-            if conn.login:
-                os.environ["AWS_ACCESS_KEY_ID"] = conn.login
-                os.environ["AWS_SECRET_ACCESS_KEY"] = conn.password or ""
+            os.environ.update(remote_credentials(conn.host, conn.login, conn.password, extra))
         return dataclasses.replace(settings, **changes) if changes else settings
