@@ -36,6 +36,8 @@ class DVCPullOperator(ProjectOperator):
             seed=config.data.seed,
             hyperparameters=config.model.hyperparameters,
             version=(self.version or "").strip() or None,
+            source=config.data.source,
+            path=config.data.path,
         )
         self.log.info("data version %s at %s (remote %s)", result["version"], result["path"], result["remote"])
         return result

@@ -142,7 +142,7 @@ def cmd_init_project(args: argparse.Namespace) -> int:
     try:
         result = ensure_project_data(
             settings, config.name, config.model.family, config.data.num_samples, config.data.seed,
-            config.model.hyperparameters, config.data.version,
+            config.model.hyperparameters, config.data.version, source=config.data.source, path=config.data.path,
         )
     except DataError as exc:
         print(f"{path}: {exc}", file=sys.stderr)

@@ -46,3 +46,13 @@ def test_a_failing_step_names_the_project_the_family_and_its_file():
         "ValueError: width must be even"
     )
     assert isinstance(caught.value.__cause__, ValueError)  # the task log keeps the original traceback
+
+
+def test_running_out_of_memory_stays_a_memory_error_with_the_family_noted():
+    """The failure diagnosis reads MemoryError as out of memory: it is the machine's limit, not the family's bug."""
+    with pytest.raises(MemoryError) as caught:
+        with family_step("own_proj", "model:OwnFamily", "projects/own_proj/model.py", "training"):
+            raise MemoryError("[metal::malloc] Attempting to allocate 68719476736 bytes")
+    assert caught.value.__notes__ == [
+        "project 'own_proj': model family 'model:OwnFamily' (projects/own_proj/model.py) failed in training"
+    ]

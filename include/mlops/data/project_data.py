@@ -1,9 +1,11 @@
-"""A project's training data: generated once with a fixed seed, tracked and pushed by DVC.
+"""A project's training data: generated once with a fixed seed (or its own files), tracked and pushed by DVC.
 
 `ensure_project_data` is what the `pull_data` step runs: it returns the DVC version
 (content hash) the training step will read, switching the workspace to a requested
 version when one is given. Arrays are stored as one `.npy` file each so training can
-memory-map them (`load_arrays`) instead of reading whole files into memory.
+memory-map them (`load_arrays`) instead of reading whole files into memory. A project's own
+files (`data.source: files`) are brought in by `mlops.data.file_source`; a family reads either
+kind through `ModelFamily.load_dataset`.
 """
 
 from __future__ import annotations
@@ -67,13 +69,24 @@ def ensure_project_data(
     seed: int,
     hyperparameters: dict[str, Any],
     version: str | None = None,
+    *,
+    source: str = "synthetic",
+    path: str | None = None,
 ) -> dict[str, Any]:
-    """Make the project's data present and versioned; return its version, path and remote.
+    """Make the project's data present and versioned; return its version, path, remote and source.
 
     - `version` given: switch the workspace to that content hash (pulling from the remote).
+    - source 'files': bring in the files `path` (data.path) names, see `mlops.data.file_source`
+      (family, num_samples, seed and hyperparameters are then unused).
     - otherwise: (re)generate when the spec (family, size, seed, hyperparameters) changed,
       track with `dvc add`, push; an unchanged spec reuses the current version.
     """
+    if source == "files":
+        from mlops.data.file_source import ensure_file_data
+
+        if not path:
+            raise ValueError(f"project {project}: data.source 'files' needs data.path")
+        return ensure_file_data(settings, project, path, version)
     folder, dvc_file = data_paths(settings, project)
     spec = {"family": family, "num_samples": num_samples, "seed": seed, "hyperparameters": hyperparameters}
     with workspace_lock(settings.dvc_workspace):
@@ -98,6 +111,7 @@ def ensure_project_data(
             "remote": remote_url(repo),
             "created": created,
             "files": sorted(p.name for p in folder.iterdir()),
+            "source": "synthetic",
         }
 
 

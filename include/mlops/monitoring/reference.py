@@ -4,7 +4,8 @@ Which version: the one the route table says serves the project (`serving/routes.
 highest registered. Its MLflow run names the DVC data version it trained on
 (`mlops.data_version`); that content is materialised under `<dvc workspace>/reference/<project>/`
 from the DVC cache or remote without touching the project's own data folder (training may be
-using it). The family turns the training split into serving inputs (`reference_inputs`), and
+using it), and read by the family (`load_dataset`, with the run's data seed and split). The family
+turns the training split into serving inputs (`reference_inputs`), and
 `features.flatten` into the same `in.*` columns the prediction log has.
 """
 
@@ -62,7 +63,7 @@ def load_reference(settings: Settings, project: str, version: int | None = None)
     import pandas as pd
     from mlflow import MlflowClient
 
-    from mlops.data.project_data import load_arrays
+    from mlops.config.schema import DataConfig
     from mlops.monitoring.features import flatten, prefixed
     from mlops.serving.registry_models import download_model_dir
     from mlops.tracking.client import configure
@@ -80,7 +81,12 @@ def load_reference(settings: Settings, project: str, version: int | None = None)
     manifest = read_manifest(folder)
     family = model_family(folder, manifest)
     hyperparameters = manifest["hyperparameters"]
-    data = load_arrays(materialise_data_version(settings, project, data_version))
+    # The split the run trained with: its logged data seed (and share held out, when logged).
+    params, split = run.data.params, DataConfig.model_fields
+    seed = int(params.get("data.seed", split["seed"].default))
+    val_fraction = float(params.get("data.val_fraction", split["val_fraction"].default))
+    data_folder = materialise_data_version(settings, project, data_version)
+    data = family.load_dataset(data_folder, hyperparameters, seed, val_fraction)
     inputs = family.reference_inputs(data, hyperparameters)
     frame = pd.DataFrame(prefixed("in", flatten(inputs)))
     return Reference(frame, project, version, data_version, run.info.run_id, family.signature(hyperparameters))

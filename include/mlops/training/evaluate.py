@@ -27,7 +27,6 @@ def evaluate_model(settings: Settings, config: ProjectConfig, data_path: str, ru
     """Restore the model folder, score it on the validation split, log `eval_*` to the run."""
     from mlflow import MlflowClient
 
-    from mlops.data.project_data import load_arrays
     from mlops.tracking.client import configure
     from mlops.training.artifacts import model_family, read_manifest, restore_session
     from mlops.training.device import select_device
@@ -39,8 +38,10 @@ def evaluate_model(settings: Settings, config: ProjectConfig, data_path: str, ru
             "another train step replaced it; re-run train for this DAG run"
         )
     select_device()
-    metrics = restore_session(Path(model_path)).evaluate(load_arrays(data_path))
-    metric, goal = gate_metric(config, model_family(Path(model_path), manifest))
+    family = model_family(Path(model_path), manifest)
+    data = family.load_dataset(Path(data_path), manifest["hyperparameters"], config.data.seed, config.data.val_fraction)
+    metrics = restore_session(Path(model_path)).evaluate(data)
+    metric, goal = gate_metric(config, family)
     threshold = config.evaluation.threshold
     passed = passes(metrics[metric], threshold, goal)
 

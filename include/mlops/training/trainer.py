@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlops.data.model_artifacts import model_dir
@@ -46,6 +47,7 @@ def _run_params(config: ProjectConfig, hyperparameters: dict[str, Any], data_ver
         "techniques": ",".join(config.training.techniques) or "none",
         "data.num_samples": config.data.num_samples,
         "data.seed": config.data.seed,
+        "data.val_fraction": config.data.val_fraction,  # with data.seed, the split load_dataset made
         "data_version": data_version,
     }
 
@@ -76,7 +78,6 @@ def train_project(
     import mlflow
     import mlx.core as mx
 
-    from mlops.data.project_data import load_arrays
     from mlops.hardware import probe
     from mlops.tracking.client import configure, ensure_experiment
     from mlops.tracking.pyfunc_model import MLXModel
@@ -94,7 +95,7 @@ def train_project(
     techniques = list(config.training.techniques)
     device = select_device()
     hardware = probe()
-    data = load_arrays(data_path)
+    data = family.load_dataset(Path(data_path), hyperparameters, config.data.seed, config.data.val_fraction)
 
     experiment_id = ensure_experiment(
         settings, config.name, {"mlops.project": config.name, "mlops.owner": config.owner}

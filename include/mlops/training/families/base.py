@@ -1,7 +1,8 @@
 """The contract every MLX model family fulfils.
 
 A family knows three things: how to make its synthetic data set (fixed seed, no
-download), how to build and train its model, and how to score it. The trainer
+download) and read a project's own files (`load_dataset`, a default most families keep), how
+to build and train its model, and how to score it. The trainer
 (`mlops.training.trainer`) owns the loop, timing, memory readings and tracking,
 so a family stays a few dozen lines of model code.
 """
@@ -83,6 +84,26 @@ class ModelFamily(ABC):
     @abstractmethod
     def make_dataset(self, seed: int, num_samples: int, hyperparameters: dict[str, Any]) -> dict[str, np.ndarray]:
         """Synthetic data made with `seed`: arrays named `train_*` and `val_*` (float32/int32)."""
+
+    def load_dataset(
+        self, folder: Path, hyperparameters: dict[str, Any], seed: int, val_fraction: float
+    ) -> dict[str, np.ndarray]:
+        """The data the trainer, the evaluation and the drift reference read: `train_*`/`val_*` arrays.
+
+        `folder` is the project's DVC-versioned data folder, whichever the source: synthetic data
+        is there as `train_*.npy`/`val_*.npy` (returned memory-mapped, exactly as `make_dataset`
+        made them); a project's own files are read by `mlops.data.loaders` (.npy, .npz, .csv,
+        .parquet, .jsonl; one array per file or table column) and, unless already split into
+        train/val files, their rows are shuffled with `seed` and `val_fraction` of them held out.
+
+        Override it when the files need more than that to become what `TrainingSession` reads:
+        a table to stack into one input (see `mlops.training.families.tabular` and the MLP
+        classifier), text to tokenize, images to decode. Call `super().load_dataset(...)` for
+        the arrays, and keep memory-mapped arrays as they are where you can.
+        """
+        from mlops.data.loaders import load_folder, split_rows
+
+        return split_rows(load_folder(folder), val_fraction, seed, where=str(folder))
 
     @abstractmethod
     def create(

@@ -101,14 +101,16 @@ def family_step(project: str, ref: str, origin: str, step: str) -> Iterator[None
 
     The original exception stays chained (`raise ... from`), so the task log keeps its traceback.
     """
+    where = f"project {project!r}: model family {ref!r} ({origin}) failed in {step}"
     try:
         yield
     except FamilyCodeError:
         raise
+    except MemoryError as exc:  # the machine's limit, not a bug in the family: diagnosed as out of memory
+        exc.add_note(where)
+        raise
     except Exception as exc:
-        raise FamilyCodeError(
-            f"project {project!r}: model family {ref!r} ({origin}) failed in {step}: {type(exc).__name__}: {exc}"
-        ) from exc
+        raise FamilyCodeError(f"{where}: {type(exc).__name__}: {exc}") from exc
 
 
 def check_predict(session: Any, family: Any, data: dict[str, Any], hyperparameters: dict[str, Any], rows: int = 2) -> list[str]:

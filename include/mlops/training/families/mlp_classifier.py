@@ -1,4 +1,5 @@
-"""`mlp_classifier`: an MLP on synthetic gaussian-blob classes (quantization, pruning, distillation)."""
+"""`mlp_classifier`: an MLP on synthetic gaussian-blob classes or a project's table of features + label
+(quantization, pruning, distillation)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from mlops.training.families._common import classifier_signature, Session, make_
 from mlops.training.families.base import EpochStats, ModelFamily
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import numpy as np
 
 
@@ -121,6 +124,16 @@ class MLPClassifierFamily(ModelFamily):
         hp = merged(self.default_hyperparameters, hyperparameters)
         x, y = make_blobs(np.random.default_rng(seed), num_samples, hp["features"], hp["num_classes"])
         return split({"x": x, "y": y}, num_samples // 5)
+
+    def load_dataset(
+        self, folder: Path, hyperparameters: dict[str, Any], seed: int, val_fraction: float
+    ) -> dict[str, np.ndarray]:
+        """x/y arrays as they are (synthetic data), or a table of numeric features + a `label` column."""
+        from mlops.training.families.tabular import classification_arrays
+
+        hp = merged(self.default_hyperparameters, hyperparameters)
+        data = super().load_dataset(folder, hyperparameters, seed, val_fraction)
+        return classification_arrays(data, features=hp["features"], num_classes=hp["num_classes"], where=str(folder))
 
     def create(self, hyperparameters: dict[str, Any], techniques: list[str], seed: int) -> MLPClassifierSession:
         return MLPClassifierSession(merged(self.default_hyperparameters, hyperparameters), techniques, seed)
