@@ -128,12 +128,12 @@ def cmd_new_project(args: argparse.Namespace) -> int:
 
 def cmd_init_project(args: argparse.Namespace) -> int:
     """Configure DVC for a project now (its data made, tracked and pushed) instead of at first run."""
-    from mlops.config import ProjectConfigError, load_project
+    from mlops.config import ProjectConfigError, load_project, project_file
     from mlops.data.dvc_workspace import DataError
     from mlops.data.project_data import ensure_project_data
 
     settings = get_settings()
-    path = Path(args.name) if args.name.endswith((".yaml", ".yml")) else settings.projects_dir / f"{args.name}.yaml"
+    path = Path(args.name) if args.name.endswith((".yaml", ".yml")) else project_file(settings.projects_dir, args.name)
     try:
         config = load_project(path)
     except ProjectConfigError as exc:
@@ -288,7 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dir", help="projects folder (default: MLOPS_PROJECTS_DIR, else projects/)")
     p.set_defaults(func=cmd_new_project)
     p = sub.add_parser("init-project", help="set up a project's DVC data now")
-    p.add_argument("name", help="project name (projects/NAME.yaml) or a YAML path")
+    p.add_argument("name", help="project name (projects/NAME.yaml or projects/NAME/project.yaml) or a YAML path")
     p.set_defaults(func=cmd_init_project)
     sub.add_parser("hardware", help="print the hardware probe (see `mlops hardware -h`)", add_help=False)
     sub.add_parser("serve", help="run the model-serving gateway (see `mlops serve -h`)", add_help=False)

@@ -70,9 +70,9 @@ def lifecycle_summary(settings: Settings, project: str) -> dict[str, Any]:
 
 
 def run_demo(settings: Settings, project: str) -> int:
-    from mlops.config import ProjectConfigError, load_project
+    from mlops.config import ProjectConfigError, load_project, project_file
 
-    source = settings.projects_dir / f"{project}.yaml"
+    source = project_file(settings.projects_dir, project)
     try:
         load_project(source)
     except ProjectConfigError as exc:

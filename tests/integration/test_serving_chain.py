@@ -1,12 +1,17 @@
 """No manual step from a better model to serving, nor from drift back to training: the chain of assets.
 
+The project is not built in: it is what `mlops new-project` writes (its own MLX family in
+projects/<name>/model.py, its own CSV files under projects/<name>/data/), so every platform
+service is proven on the path a user's project takes.
+
 Real scheduler, dag-processor and api-server (LocalExecutor), a real Ray head and the gateway:
 a triggered lifecycle run registers and builds version 1; its `build` task publishes the
 project's model asset; the scheduler starts `<project>__deploy` on that event by itself; the
 deploy task brings v1 up on Ray Serve and switches the gateway, which then serves it. Then the
-gateway serves (and captures) traffic shifted away from the training data; a monitor run finds
-the drift and publishes the retrain asset; the scheduler starts the lifecycle on it, and that
-run's MLflow training run says why.
+gateway serves (and captures) traffic shifted away from the training data; a file is added to the
+project's data folder; a monitor run finds the drift and publishes the retrain asset; the
+scheduler starts the lifecycle on it, and that run trains on a new DVC version of the data and
+its MLflow training run says why.
 """
 
 from __future__ import annotations
@@ -18,16 +23,29 @@ import time
 import urllib.request
 from pathlib import Path
 
-from mlops_testing import airflow_cluster, free_port, ray_head, sqlite_rows, tiny_project, wait_for
+from mlops_testing import airflow_cluster, free_port, ray_head, sqlite_rows, wait_for
 
 from mlops.settings import Settings
 
-PROJECT = "svc_served"
-YAML = tiny_project(
-    PROJECT,
-    "serving:\n  enabled: true\n  min_replicas: 1\n  max_replicas: 1\n"
-    "monitoring:\n  enabled: true\n  schedule: null\n  min_rows: 50\n",
-)
+PROJECT = "own_served"
+FEATURES = 8  # the template's sample data
+
+
+def _own_project(projects: Path) -> Path:
+    """`mlops new-project` output, made quick and manual: no retries, the monitor run by hand, fewer rows needed."""
+    from mlops.project_template import create_project
+
+    created = create_project(PROJECT, projects)
+    yaml = created.folder / "project.yaml"
+    text = yaml.read_text()
+    for old, new in (
+        ("tags: [own-family]\n", "tags: [own-family]\nretries: 0\n"),
+        ("  enabled: true       # drift", "  schedule: null\n  min_rows: 50\n  enabled: true       # drift"),
+    ):
+        assert old in text, old
+        text = text.replace(old, new)
+    yaml.write_text(text)
+    return created.folder
 
 
 def _runs(db: Path, dag_id: str) -> list[tuple[str, str]]:
@@ -77,8 +95,7 @@ def test_a_registered_model_is_deployed_by_the_asset_it_publishes(tmp_path: Path
     from mlops.serving.gateway import create_app
 
     projects = tmp_path / "projects"
-    projects.mkdir()
-    (projects / f"{PROJECT}.yaml").write_text(YAML)
+    folder = _own_project(projects)
     ports = {
         "MLOPS_RAY_PORT": str(free_port()),
         "MLOPS_SERVE_PORT": str(free_port()),
@@ -108,7 +125,7 @@ def test_a_registered_model_is_deployed_by_the_asset_it_publishes(tmp_path: Path
 
             request = urllib.request.Request(
                 f"http://127.0.0.1:{settings.gateway_port}/v1/projects/{PROJECT}/models/latest/predict",
-                data=json.dumps({"inputs": {"x": [[0.1] * 32]}}).encode(),
+                data=json.dumps({"inputs": {"x": [[0.1] * FEATURES]}}).encode(),
                 headers={"Content-Type": "application/json", "X-API-Key": key},
             )
             with urllib.request.urlopen(request, timeout=60) as response:
@@ -119,7 +136,7 @@ def test_a_registered_model_is_deployed_by_the_asset_it_publishes(tmp_path: Path
 
             # Drifted traffic, captured by the gateway; the monitor asks for retraining, the scheduler obliges.
             for i in range(80):
-                shifted = [[3.0 + 0.01 * ((i * 7 + j) % 13) for j in range(32)]]
+                shifted = [[3.0 + 0.01 * ((i * 7 + j) % 13) for j in range(FEATURES)]]
                 request = urllib.request.Request(
                     f"http://127.0.0.1:{settings.gateway_port}/v1/projects/{PROJECT}/models/latest/predict",
                     data=json.dumps({"inputs": {"x": shifted}}).encode(),
@@ -131,6 +148,9 @@ def test_a_registered_model_is_deployed_by_the_asset_it_publishes(tmp_path: Path
                 lambda: _captured_rows(settings.home / "monitoring" / "predictions" / f"project={PROJECT}") >= 81,
                 60, "all captured predictions to reach Parquet", interval=1,
             )
+            # New rows in the project's own data folder: the retraining run must train on them.
+            extra = folder / "data" / "part-2.csv"
+            extra.write_text((folder / "data" / "part-0.csv").read_text())
             _trigger(env, airflow, "monitor")
             assert _finished_runs(db, "monitor", 1, 300) == [("manual", "success")]
             retrain = sqlite_rows(db, "select state from task_instance where dag_id = ? and task_id = 'request_retrain'", f"{PROJECT}__monitor")
@@ -148,6 +168,18 @@ def test_a_registered_model_is_deployed_by_the_asset_it_publishes(tmp_path: Path
             ]
             assert len(trainings) == 2 and "mlops.retrain_reason" not in trainings[1].data.tags
             assert trainings[0].data.tags["mlops.retrain_reason"].startswith("data drift:"), trainings[0].data.tags
+            first, second = (t.data.tags["mlops.data_version"] for t in reversed(trainings))
+            assert first != second  # the added file made a new DVC version, and the retraining used it
+            from mlops.data.project_data import data_paths
+            from mlops.data.dvc_workspace import tracked_hash
+
+            folder_now, dvc_file = data_paths(settings, PROJECT)
+            assert tracked_hash(dvc_file) == second
+            assert sorted(p.name for p in folder_now.iterdir()) == ["part-0.csv", "part-1.csv", "part-2.csv"]
+            # The served model carries the project's code: the registered version imports it from there.
+            manifest = json.loads((settings.home / "serving" / PROJECT / "1" / "model.json").read_text())
+            assert manifest["family"] == "model:OwnServedFamily" and manifest["family_code"] == ["model.py"]
+            assert manifest["family_origin"] == str(folder / "model.py")
         finally:
             server.should_exit = True
             time.sleep(0.3)

@@ -336,6 +336,14 @@ def _folder_errors(file: str, root: yaml.Node | None, config: ProjectConfig) -> 
                         f"rename the folder to {config.name!r} or the project to {folder.name!r}")]
 
 
+def project_file(projects_dir: Path, name: str) -> Path:
+    """The file of project `name`: `<name>.yaml`/`.yml`, else `<name>/project.yaml`/`.yml` (the first that
+    exists; `<name>.yaml` when none does, so the caller's error names the usual place)."""
+    candidates = [projects_dir / f"{name}{suffix}" for suffix in PROJECT_SUFFIXES]
+    candidates += [projects_dir / name / file for file in PROJECT_FOLDER_FILES]
+    return next((c for c in candidates if os.path.lexists(c)), candidates[0])
+
+
 def load_project(path: str | Path, deep: bool = False) -> ProjectConfig:
     """The validated project of one file; `ProjectConfigError` (located) for any problem with it.
 
