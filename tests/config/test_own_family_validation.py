@@ -106,3 +106,31 @@ def test_a_family_that_cannot_be_found_is_an_error_even_when_parsing(tmp_path: P
     assert set(result.dags) == {"built_in_one__lifecycle"}
     [error] = result.errors[path]
     assert error.startswith(f"{path}:3:11: model.family: ") and message in error
+
+
+def test_validate_checks_a_local_data_path_and_parsing_does_not(tmp_path: Path, capsys):
+    """Missing folder, a glob matching nothing, mixed formats: each located on data.path, only by `mlops validate`."""
+    projects = tmp_path / "projects"
+    projects.mkdir()
+    cases = {
+        "missing_one": ("projects/missing_one/data", "does not exist; create it or fix data.path"),
+        "empty_glob": ("projects/empty_glob/*.parquet", "the glob '*.parquet' matches no file"),
+        "mixed_one": ("projects/mixed_one", "data files of several formats"),
+    }
+    for name, (path, _) in cases.items():
+        _project(projects, name, None, f"data:\n  source: files\n  path: {path}\n", family="mlp_classifier")
+    (projects / "mixed_one" / "a.csv").write_text("x,label\n1,0\n")
+    (projects / "mixed_one" / "b.jsonl").write_text('{"x": 1, "label": 0}\n')
+    (projects / "empty_glob" / "rows.csv").write_text("x,label\n1,0\n")
+    good = _project(projects, "good_files", None, "data:\n  source: files\n  path: projects/good_files/rows.csv\n",
+                    family="mlp_classifier")
+    (projects / "good_files" / "rows.csv").write_text("x,label\n1,0\n")
+
+    assert collect_project_dags(projects).errors == {}  # parsing never lists data
+    assert main(["validate", "--no-hardware", str(projects)]) == 1
+    out = capsys.readouterr().out
+    for name, (path, message) in cases.items():
+        line = next(l for l in out.splitlines() if l.startswith(str(projects / name / "project.yaml")))
+        assert line.startswith(f"{projects / name / 'project.yaml'}:6:9: data.path: project {name}: data.path {path!r}: ")
+        assert message in line, line
+    assert f"{good}: ok (good_files__lifecycle)" in out

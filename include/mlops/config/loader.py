@@ -309,6 +309,8 @@ def parse_project_text(text: str, file: str, deep: bool = False) -> ProjectConfi
     except ValidationError as exc:
         raise ProjectConfigError(_schema_errors(file, root, exc)) from None
     errors = _folder_errors(file, root, config) + _family_errors(file, root, config, _code_dir(file, config), deep)
+    if deep:
+        errors += _data_errors(file, root, config)
     if errors:
         raise ProjectConfigError(errors)
     return config
@@ -324,6 +326,31 @@ def _code_dir(file: str, config: ProjectConfig) -> Path:
 
     path = Path(file)
     return code_dir_for(path.parent.parent if _is_folder_project(path) else path.parent, config.name)
+
+
+def _data_errors(file: str, root: yaml.Node | None, config: ProjectConfig) -> list[ConfigError]:
+    """`mlops validate`: the files a local `data.path` names exist, can be read and share one format.
+
+    A URL is left to the `pull_data` task (reaching a cloud is no validation step); reading the
+    rows is the loaders' job at training time.
+    """
+    from mlops.data.dvc_workspace import DataError
+    from mlops.data.file_source import is_url, list_files, split_glob
+    from mlops.data.loaders import DataFormatError, data_format
+
+    path = config.data.path
+    if config.data.source != "files" or path is None or is_url(path):
+        return []
+    projects_dir = Path(file).parent.parent if _is_folder_project(file) else Path(file).parent
+    local = Path(path).expanduser()
+    base, pattern = split_glob(str(local if local.is_absolute() else projects_dir.parent / local))
+    try:
+        files = list_files(config.name, path, Path(base), pattern)
+        data_format([relative for _, relative in files], f"project {config.name}: data.path {path!r}")
+    except (DataError, DataFormatError) as exc:
+        line, column = _position(root, ("data", "path"))
+        return [ConfigError(file, line, column, "data.path", str(exc))]
+    return []
 
 
 def _folder_errors(file: str, root: yaml.Node | None, config: ProjectConfig) -> list[ConfigError]:
