@@ -56,3 +56,18 @@ def test_running_out_of_memory_stays_a_memory_error_with_the_family_noted():
     assert caught.value.__notes__ == [
         "project 'own_proj': model family 'model:OwnFamily' (projects/own_proj/model.py) failed in training"
     ]
+
+
+def test_the_signature_is_read_from_the_manifest_without_importing_the_family(tmp_path):
+    """The gateway and the deploy step take the signature recorded at training: a family only its own
+    environment can import (issue 14) still gets served."""
+    import json
+
+    from mlops.training.artifacts import MANIFEST_FILE, model_signature
+
+    manifest = {"family": "only_in_its_env.model:Family", "hyperparameters": {}, "signature": SIGNATURE}
+    (tmp_path / MANIFEST_FILE).write_text(json.dumps(manifest))
+    assert model_signature(tmp_path) == SIGNATURE
+    legacy = {"family": "mlp_classifier", "hyperparameters": get_family("mlp_classifier").default_hyperparameters}
+    (tmp_path / MANIFEST_FILE).write_text(json.dumps(legacy))  # saved before signatures were recorded
+    assert model_signature(tmp_path) == get_family("mlp_classifier").signature(legacy["hyperparameters"])

@@ -209,7 +209,7 @@ def deploy_version(settings: Settings, project: str, serving: ServingConfig, ver
     from mlops.serving.registry_models import download_model_dir
     from mlops.serving.routes import Route, read_routes, routes_file, write_route
     from mlops.tracking.client import configure
-    from mlops.training.artifacts import model_family, read_manifest
+    from mlops.training.artifacts import model_signature, read_manifest
 
     configure(settings)
     client = MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
@@ -226,7 +226,7 @@ def deploy_version(settings: Settings, project: str, serving: ServingConfig, ver
 
     folder = download_model_dir(client, project, version, settings.home / "serving")
     manifest = read_manifest(folder)
-    signature = model_family(folder, manifest).signature(manifest["hyperparameters"])
+    signature = model_signature(folder, manifest)
     memory = replica_memory(settings, client, project, version, folder, serving)
     others = {name: r.replicas.get("max", 0) * r.replicas.get("memory_bytes", 0) for name, r in routes.items() if name != project}
     plan = plan_replicas(project, serving, memory, settings.serving_memory_bytes, others)

@@ -274,7 +274,7 @@ class ModelCatalog:
     def _scan_version(self, client: Any, name: str, mv: Any) -> ModelVersion:
         """A version's entry: backend, signature, and (MLX) the cached model folder; problems recorded."""
         from mlops.serving import torch_backend
-        from mlops.training.artifacts import model_family, read_manifest
+        from mlops.training.artifacts import model_signature, read_manifest
 
         number = int(mv.version)
         entry = ModelVersion(
@@ -297,9 +297,7 @@ class ModelCatalog:
                     return entry
                 download_model_dir(client, name, number, self.cache_root, mlmodel)
             entry.manifest = read_manifest(entry.folder)
-            entry.declared_signature = model_family(entry.folder, entry.manifest).signature(
-                entry.manifest["hyperparameters"]
-            )
+            entry.declared_signature = model_signature(entry.folder, entry.manifest)
         except torch_backend.SignatureProblem as exc:
             entry.problem = str(exc)
         except Exception as exc:  # registry/artifact store hiccup, a corrupt cache: this version only

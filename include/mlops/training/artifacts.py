@@ -77,6 +77,14 @@ def model_family(folder: Path, manifest: dict[str, Any] | None = None) -> ModelF
     return get_family(manifest["family"], code if code.is_dir() else None)
 
 
+def model_signature(folder: Path, manifest: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The serving signature recorded at training; models saved before it was recorded ask their family."""
+    manifest = manifest if manifest is not None else read_manifest(folder)
+    if manifest.get("signature"):
+        return manifest["signature"]
+    return model_family(folder, manifest).signature(manifest["hyperparameters"])
+
+
 def restore_session(folder: Path) -> TrainingSession:
     """Rebuild the model described by the manifest and load its saved weights."""
     manifest = read_manifest(folder)

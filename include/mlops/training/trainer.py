@@ -84,7 +84,7 @@ def train_project(
     from mlops.training.artifacts import save_model
     from mlops.training.device import memory_limit, select_device
     from mlops.training.families import find_family, load_family_class, project_code_dir
-    from mlops.training.families.contract import FamilyCodeError, check_predict, family_step
+    from mlops.training.families.contract import FamilyCodeError, check_predict, declared_signature, family_step
     from mlops.training.loop import run_epochs
 
     configure(settings)  # fails fast, before any compute, when the server is down
@@ -148,6 +148,8 @@ def train_project(
                 "device": device,
                 "mlx_version": mx.__version__,
                 "dtype": str(applied.get("dtype", "float32")),
+                # Readers outside the model's environment (gateway, deploy) take it from here, not from the code.
+                "signature": declared_signature(family, hyperparameters),
                 "metrics": final,
             },
             family_source,

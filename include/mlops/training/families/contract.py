@@ -119,9 +119,16 @@ def check_predict(session: Any, family: Any, data: dict[str, Any], hyperparamete
     Empty for a family that declares no signature (it cannot be served; `mlops validate` says so
     when serving is enabled).
     """
-    try:
-        signature = family.signature(hyperparameters)
-    except NotImplementedError:
+    signature = declared_signature(family, hyperparameters)
+    if signature is None:
         return []
     inputs = {name: value[:rows] for name, value in family.reference_inputs(data, hyperparameters).items()}
     return output_problems(signature, session.predict(inputs), rows)
+
+
+def declared_signature(family: Any, hyperparameters: dict[str, Any]) -> dict[str, Any] | None:
+    """The family's serving signature, or None when it declares none (it cannot be served)."""
+    try:
+        return family.signature(hyperparameters)
+    except NotImplementedError:
+        return None
