@@ -93,6 +93,23 @@ class Settings:
             dvc_remote_anonymous=_flag(env, "MLOPS_DVC_REMOTE_ANONYMOUS"),
         )
 
+    def to_env(self) -> dict[str, str]:
+        """The MLOPS_* variables that make `from_env` give these settings back (for a child process,
+        e.g. a task run in a project's own environment, after connections overrode some of them)."""
+        values = {
+            "MLOPS_HOME": self.home, "MLOPS_PROJECTS_DIR": self.projects_dir, "MLOPS_TRACKING_URI": self.tracking_uri,
+            "MLOPS_ARTIFACTS_URI": self.artifacts_uri, "MLOPS_DVC_REMOTE": self.dvc_remote,
+            "MLOPS_DVC_REMOTE_ENDPOINT": self.dvc_remote_endpoint, "MLOPS_MLFLOW_PORT": self.mlflow_port,
+            "MLOPS_AIRFLOW_PORT": self.airflow_port, "MLOPS_GATEWAY_PORT": self.gateway_port,
+            "MLOPS_BIND_HOST": self.bind_host, "MLOPS_POOL_REFRESH_SECONDS": self.pool_refresh_seconds,
+            "MLOPS_HARDWARE_ROOT": self.hardware_root, "MLOPS_RAY_PORT": self.ray_port,
+            "MLOPS_SERVE_PORT": self.serve_port, "MLOPS_SERVING_MEMORY_GB": self.serving_memory_gb,
+            "MLOPS_EVIDENTLY_PORT": self.evidently_port, "MLOPS_CAPTURE_FLUSH_SECONDS": self.capture_flush_seconds,
+            "MLOPS_COMPUTE_SLOTS": self.compute_slots,
+            "MLOPS_DVC_REMOTE_ANONYMOUS": "true" if self.dvc_remote_anonymous else None,
+        }
+        return {name: str(value) for name, value in values.items() if value is not None}
+
     @cached_property
     def dvc_workspace(self) -> Path:
         """The one DVC repository every project's data and models live in."""
