@@ -42,6 +42,25 @@ class ProjectOperator(BaseOperator):
 
         return ProjectConfig.model_validate(self.project)
 
+    def run_step(self, target: str, **kwargs: Any) -> Any:
+        """Call the library step `target` ("module:function" of `mlops.training.isolated`) with the
+        project's config: here on the shared layer, or inside the project's own environment when its
+        `environment.requirements` conflict with it (issue 14). Same arguments, same JSON result."""
+        import importlib
+
+        from mlops.environments.project import project_python
+
+        settings = self.settings()
+        arguments = {"config": self.project, "settings": settings.to_env(), **kwargs}  # JSON: it may cross over
+        python = project_python(settings, self.config)
+        if python is None:
+            module, _, function = target.partition(":")
+            return getattr(importlib.import_module(module), function)(**arguments)
+        from mlops.environments.runner import run_in_environment
+
+        self.log.info("project %s runs in its own environment: %s", self.config.name, python.parent.parent)
+        return run_in_environment(python, target, arguments, env=settings.to_env(), logger=self.log)
+
     def settings(self) -> Settings:
         from operators.hooks import MLOpsHook
 

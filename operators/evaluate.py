@@ -20,10 +20,9 @@ class MLXEvaluateOperator(ProjectOperator):
         self.training = training
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from mlops.training.evaluate import evaluate_model
-
-        result = evaluate_model(
-            self.settings(), self.config, self.data["path"], self.training["run_id"], self.training["model_dir"]
+        result = self.run_step(
+            "mlops.training.isolated:evaluate",
+            data_path=self.data["path"], run_id=self.training["run_id"], model_path=self.training["model_dir"],
         )
         verdict = "passes" if result["passed"] else "FAILS"
         self.log.info("%s = %.4f %s threshold %s", result["metric"], result["value"], verdict, result["threshold"])

@@ -31,8 +31,6 @@ class MLXTrainOperator(ProjectOperator):
         self.data = data
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from mlops.training.trainer import train_project
-
         ti = context["ti"]
         tags = {
             "airflow.dag_id": ti.dag_id,
@@ -43,12 +41,8 @@ class MLXTrainOperator(ProjectOperator):
         if reason:  # the monitor asked for this run: say why on the MLflow run
             tags["mlops.retrain_reason"] = reason[:5000]
             self.log.info("retraining because: %s", reason)
-        result = train_project(
-            self.settings(),
-            self.config,
-            data_path=self.data["path"],
-            data_version=self.data["version"],
-            run_tags=tags,
+        result = self.run_step(
+            "mlops.training.isolated:train", data_path=self.data["path"], data_version=self.data["version"], run_tags=tags
         )
         self.log.info("MLflow run %s on %s: %s", result["run_id"], result["device"], result["metrics"])
         return result

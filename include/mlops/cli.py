@@ -45,15 +45,37 @@ def cmd_validate(args: argparse.Namespace) -> int:
     errors.update(load_errors)
     if not args.no_hardware:
         _check_machine(configs, errors)
+    notes = 0
     for path in paths:
         if path in errors:
             for error in errors[path]:
                 print(error.format())
         elif not args.quiet:
             print(f"{printable(str(path))}: ok ({configs[path].dag_id})")
+            for note in _environment_notes(path, configs[path]):
+                print(note.format())
+                notes += 1
     count = sum(len(e) for e in errors.values())
-    print(f"{len(paths)} file(s), {len(errors)} invalid, {count} error(s)", file=sys.stderr)
+    print(f"{len(paths)} file(s), {len(errors)} invalid, {count} error(s)" + (f", {notes} note(s)" if notes else ""),
+          file=sys.stderr)
     return 1 if errors else 0
+
+
+def _environment_notes(path: Path, config) -> list:
+    """What a valid project's environment lock says (it runs isolated, and why; or the lock is stale), as
+    located lines that fail nothing. Reads the lock only: no uv, so `--no-import` prints them too."""
+    from mlops.config import ConfigError
+    from mlops.config.loader import position_of
+    from mlops.environments.lock import environment_notes, lock_path
+
+    notes = []
+    for note in environment_notes(path, config.environment.requirements):
+        loc = ("environment", "requirements") + ((note.index,) if note.index is not None else ())
+        line, column = position_of(path, loc)
+        message = f"note: {note.message}; locked in {lock_path(path).name}" if note.kind == "conflict" else \
+            f"note: {note.message}"
+        notes.append(ConfigError(str(path), line, column, ".".join(map(str, loc)), message, note.suggestion))
+    return notes
 
 
 def _check_machine(configs: dict, errors: dict) -> None:
@@ -266,6 +288,13 @@ def cmd_hardware(argv: list[str]) -> int:
     return main(argv)
 
 
+def cmd_envs(args: argparse.Namespace) -> int:
+    """The isolated environments of projects whose requirements conflict with the shared layer."""
+    from mlops.environments.cli_support import run
+
+    return run(get_settings(), args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mlops", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -275,7 +304,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-hardware", action="store_true", help="skip the checks against this machine (memory)")
     p.add_argument(
         "--no-import", action="store_true",
-        help="do not import families from packages or project code (the checks DAG parsing makes)",
+        help="do not import families from packages or project code, nor resolve environment.requirements with uv "
+        "(the checks DAG parsing makes)",
     )
     p.set_defaults(func=cmd_validate)
     p = sub.add_parser("schema", help="export the project JSON Schema")
@@ -309,6 +339,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="run one project's full lifecycle and print a summary")
     p.add_argument("project", nargs="?", default="quantized_optimization")
     p.set_defaults(func=cmd_demo)
+    p = sub.add_parser("envs", help="isolated project environments: list, build, prune")
+    envs = p.add_subparsers(dest="envs_command", required=True)
+    envs.add_parser("list", help="environments on disk: key, projects using it, size, build time")
+    e = envs.add_parser("build", help="build the missing environments of the projects, or of pinned lists")
+    e.add_argument("--requirements", action="append", type=Path, metavar="FILE", help="a pinned requirements file (repeatable)")
+    e = envs.add_parser("prune", help="remove the environments no project uses")
+    e.add_argument("--keep", action="append", metavar="KEY", help="also keep this environment (repeatable)")
+    e.add_argument("--dry-run", action="store_true", help="only name what would be removed")
+    p.set_defaults(func=cmd_envs)
     return parser
 
 

@@ -32,6 +32,7 @@ SMOKE: dict[str, tuple[str, ...]] = {
     "drift_operator.py": ("variant", "compared", "first s", "steps (s)", "bare+paths", "operator"),
     "dags_test_overhead.py": ("median s", "plain script", "airflow dags test", "Airflow overhead"),
     "drift.py": ("variant", "wall/bare", "cpu/bare", "sampled"),
+    "environments.py": ("what", "median s", "first build", "cached ensure_environment", "run_in_environment", "overhead per task"),
     "capture.py": ("conc", "gateway", "req/s", "server CPU us/req", "x/off req/s", "off2"),
     "thermal_gate_delay.py": ("hop", "median s", "thermal_gate task duration", "delay the gate adds"),
     "parse_dags.py": ("projects", "dags", "tasks", "ours (s)", "floor (s)", "ratio", "cpu ratio", "warm", "cold"),

@@ -310,7 +310,7 @@ def parse_project_text(text: str, file: str, deep: bool = False) -> ProjectConfi
         raise ProjectConfigError(_schema_errors(file, root, exc)) from None
     errors = _folder_errors(file, root, config) + _family_errors(file, root, config, _code_dir(file, config), deep)
     if deep:
-        errors += _data_errors(file, root, config)
+        errors += _data_errors(file, root, config) + _environment_errors(file, root, config)
     if errors:
         raise ProjectConfigError(errors)
     return config
@@ -351,6 +351,27 @@ def _data_errors(file: str, root: yaml.Node | None, config: ProjectConfig) -> li
         line, column = _position(root, ("data", "path"))
         return [ConfigError(file, line, column, "data.path", str(exc))]
     return []
+
+
+def _environment_errors(file: str, root: yaml.Node | None, config: ProjectConfig) -> list[ConfigError]:
+    """`mlops validate`: `environment.requirements` against the shared layer (the repo's uv.lock), with uv.
+
+    Errors: a package the shared layer lacks, a requirement that resolves nowhere, an index that cannot be
+    reached. A conflict is no error (the project runs isolated; the lock beside the YAML records its
+    environment, `mlops validate` prints it as a note). Resolving may reach the package index: never at
+    DAG parse time (not `deep`).
+    """
+    from mlops.environments.lock import lock_environment, lock_path
+
+    if not config.environment.requirements and not os.path.lexists(lock_path(file)):
+        return []  # (a lock left from earlier requirements is removed below)
+    plan = lock_environment(file, config.name, config.environment.requirements)
+    errors = []
+    for problem in plan.errors:
+        loc = ("environment", "requirements") + ((problem.index,) if problem.index is not None else ())
+        line, column = _position(root, loc)
+        errors.append(ConfigError(file, line, column, ".".join(map(str, loc)), problem.message, problem.suggestion))
+    return errors
 
 
 def _folder_errors(file: str, root: yaml.Node | None, config: ProjectConfig) -> list[ConfigError]:

@@ -8,9 +8,11 @@ registry (hyperparameter names, techniques, metric) live in `mlops.config.loader
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from mlops.environments.requirements import duplicate_problem, parse_requirement
 
 NAME_PATTERN = r"^[a-z][a-z0-9_]{1,62}$"
 DATA_URL_SCHEMES = ("s3", "gs", "azure", "https", "http")  # what `data.path` may import from
@@ -217,6 +219,35 @@ class SchedulingConfig(Section):
     min_memory_gb: float | None = Field(None, gt=0, le=1024, description="Memory a worker must have (GB).")
 
 
+def _registry_requirement(value: str) -> str:
+    parse_requirement(value)  # ValueError naming the string and what is wrong with it
+    return value.strip()
+
+
+class EnvironmentConfig(Section):
+    """Python packages the project's own code needs beyond the platform (typically a project that brings
+    its own model code). `mlops validate` resolves them against the shared environment (the repo's
+    uv.lock); DAG parsing only checks their syntax."""
+
+    requirements: list[Annotated[str, AfterValidator(_registry_requirement)]] = Field(
+        default_factory=list,
+        description="PEP 508 requirements on packages from the package index, e.g. 'scikit-learn>=1.5' or "
+        "'six==1.16.0' (no URLs, paths or pip options such as -e; each package once). Satisfied by the "
+        "shared environment: nothing is installed. Compatible with it but absent from it: `mlops validate` "
+        "names the package to add to pyproject.toml. Conflicting with a shared version: the project's steps "
+        "run in their own uv environment, resolved by `mlops validate` into a lock beside the YAML "
+        "(<folder>/requirements.lock for a project folder, <name>.requirements.lock for a flat YAML).",
+    )
+
+    @field_validator("requirements")
+    @classmethod
+    def _each_once(cls, value: list[str]) -> list[str]:
+        problem = duplicate_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
+
 class ProjectConfig(Section):
     """One toolkit project: what it trains, how, and when."""
 
@@ -240,6 +271,7 @@ class ProjectConfig(Section):
     scheduling: SchedulingConfig = Field(default_factory=SchedulingConfig)
     serving: ServingConfig = Field(default_factory=ServingConfig)
     monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
+    environment: EnvironmentConfig = Field(default_factory=EnvironmentConfig)
 
     @field_validator("schedule")
     @classmethod

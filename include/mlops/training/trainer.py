@@ -52,6 +52,24 @@ def _run_params(config: ProjectConfig, hyperparameters: dict[str, Any], data_ver
     }
 
 
+def _environment_params(config: ProjectConfig) -> dict[str, str]:
+    """Which Python ran the training and the installed version of each package the project requires:
+    a project in its own environment (issue 14) shows the versions it really got."""
+    import sys
+    from importlib.metadata import PackageNotFoundError, version
+
+    from mlops.environments.requirements import parse_requirement
+
+    params = {"environment.python": sys.executable}
+    for text in config.environment.requirements:
+        name = parse_requirement(text).name
+        try:
+            params[f"environment.{name}"] = version(name)
+        except PackageNotFoundError:
+            params[f"environment.{name}"] = "not installed"
+    return params
+
+
 def _epoch_metrics(report: EpochReport, unit: str) -> dict[str, float]:
     from mlops.training.device import memory_snapshot
 
@@ -108,6 +126,7 @@ def train_project(
     with memory_limit(limit), mlflow.start_run(experiment_id=experiment_id, tags=tags) as run:
         mlflow.log_params({**_run_params(config, hyperparameters, data_version), "mlx_memory_limit_bytes": limit})
         mlflow.log_params(hardware.to_mlflow_params())
+        mlflow.log_params(_environment_params(config))
         mlflow.log_dict(hardware.to_dict(), "hardware.json")
         with step("create"):
             session = family.create(hyperparameters, techniques, config.training.seed)
