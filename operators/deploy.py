@@ -34,10 +34,13 @@ class RayServeDeployOperator(ProjectOperator):
         self.version = version
 
     def execute(self, context: Context) -> dict[str, Any]:
+        from mlops.environments.project import project_python
         from mlops.serving.deploy import deploy_version
 
         version = int(self.version) if str(self.version or "").strip() else triggering_version(context)
-        result = deploy_version(self.settings(), self.config.name, self.config.serving, version)
+        settings = self.settings()
+        python = project_python(settings, self.config)  # None: the shared layer; else its replicas run there
+        result = deploy_version(settings, self.config.name, self.config.serving, version, python)
         if result["changed"]:
             self.log.info(
                 "%s v%s serves at %s (was v%s); replicas %s; ready in %.1f s; drain: %s",

@@ -23,8 +23,12 @@ EXPECTED_SIX = {"iso_old": "1.15.0", "iso_mid": "1.16.0", "on_shared": "1.17.0"}
 pytestmark = pytest.mark.timeout(900)
 
 
+MARKER = "replica-{name}.json"  # what a serving replica of the project saw: its Python and its six
+
+
 def _project(projects: Path, name: str, requirement: str) -> Path:
-    """`mlops new-project`'s project, its family importing `six` (so its code needs what it requires)."""
+    """`mlops new-project`'s project, its family importing `six` (so its code needs what it requires);
+    its `predict` notes the interpreter and `six` it runs with (`MARKER` in the projects folder)."""
     from mlops.project_template import create_project
 
     created = create_project(name, projects)
@@ -35,7 +39,18 @@ def _project(projects: Path, name: str, requirement: str) -> Path:
     code = model.read_text()
     future = "from __future__ import annotations\n"
     assert future in code
-    model.write_text(code.replace(future, future + "\nimport six  # noqa: F401 - the package this project requires\n", 1))
+    code = code.replace(future, future + "\nimport six  # noqa: F401 - the package this project requires\n", 1)
+    predict = "    def predict(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:\n"
+    assert predict in code
+    marker = projects / MARKER.format(name=name)
+    note = (  # only inside a Ray worker (the footprint measurement runs predict too, outside Ray)
+        "        import json, sys\n"
+        "        if 'ray' in sys.modules and sys.modules['ray'].is_initialized():\n"
+        f"            open({str(marker)!r}, 'w').write(json.dumps({{'python': sys.executable, 'six': six.__version__}}))\n"
+    )
+    head, _, tail = code.partition(predict)
+    docstring_end = tail.index('"""', tail.index('"""') + 3) + 4  # after the method's docstring line
+    model.write_text(head + predict + tail[:docstring_end] + note + tail[docstring_end:])
     return yaml
 
 
@@ -81,6 +96,31 @@ def test_conflicting_requirements_run_isolated_and_every_lifecycle_succeeds(airf
         assert (str(get_settings().home / "envs") in params["environment.python"]) is isolated, params["environment.python"]
         assert tis["evaluate"].xcom_pull(task_ids="evaluate")["passed"]
         assert tis["register"].xcom_pull(task_ids="register")["version"] == 1
+
+    # Served in its own environment: the deploy step starts the replica under the project's interpreter.
+    import json
+    import urllib.request
+
+    from mlops_testing import free_port, ray_head
+
+    from mlops.config import load_project
+    from mlops.environments.project import project_python
+    from mlops.serving.deploy import deploy_version
+
+    for variable in ("MLOPS_RAY_PORT", "MLOPS_SERVE_PORT"):
+        monkeypatch.setenv(variable, str(free_port()))
+    monkeypatch.setenv("MLOPS_SERVING_MEMORY_GB", "2")
+    settings = get_settings()
+    config = load_project(yamls["iso_mid"])
+    python = project_python(settings, config)
+    with ray_head(settings, tmp_path / "ray-head.log"):
+        result = deploy_version(settings, "iso_mid", config.serving, 1, python)
+        request = urllib.request.Request(result["url"], data=json.dumps({"inputs": {"x": [[0.1] * 8]}}).encode(),
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=60) as response:
+            assert len(json.loads(response.read())["outputs"]["label"]) == 1
+    seen = json.loads((projects / MARKER.format(name="iso_mid")).read_text())
+    assert seen == {"python": str(python), "six": "1.16.0"}
 
     built = {info.key: info for info in list_environments(get_settings()) if info.state == "ready"}
     for name in ("iso_old", "iso_mid"):

@@ -92,7 +92,10 @@ def test_a_conflict_runs_isolated_with_the_runtime_at_the_shared_versions(layer,
         assert pins["mlx-cpu"] == layer.pins["mlx-cpu"]
     assert "apache-airflow" not in pins and "mlflow" not in pins  # the runtime, not the shared layer
     differing = {name for name, version in pins.items() if layer.pins.get(name, version) != version}
-    assert differing == {"six"}  # transitive dependencies too: only what must differ differs
+    # Transitive dependencies too: only what must differ differs. Ray's opencensus (a serving
+    # dependency of the runtime) needs six~=1.16 in the shared layer's version: with six 1.15 it
+    # must move to an older release too.
+    assert differing == ({"six", "opencensus"} if pin == "six==1.15.0" else {"six"})
 
 
 def test_a_requirement_that_resolves_nowhere_is_an_error_naming_it():

@@ -51,6 +51,9 @@ RUNTIME_PACKAGES: dict[str, str | None] = {
     "packaging": None,  # environment.requirements in the schema
     "croniter": None,  # schedule checks of the schema
     "psutil": "psutil",  # hardware probe, memory snapshots
+    # Serving: the project's Ray Serve replicas run in its environment (runtime_env py_executable), and
+    # a Ray worker must import the cluster's own Ray version (ray[serve], pinned like the shared layer).
+    "ray": "ray",
 }
 
 

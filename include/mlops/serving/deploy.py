@@ -40,6 +40,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from mlops.config.schema import ServingConfig
     from mlops.settings import Settings
 
@@ -187,7 +189,18 @@ def drain(settings: Settings, generation: int, old_url: str, timeout: float = 60
         time.sleep(0.05)
 
 
-def replica_memory(settings: Settings, client: Any, project: str, version: int, folder: Any, serving: ServingConfig) -> int:
+def replica_runtime_env(python: Path) -> dict[str, Any]:
+    """Ray's runtime_env that starts a replica under a project's own interpreter, the library from source."""
+    from mlops.environments.runner import child_environment
+
+    child = child_environment(python)
+    return {"py_executable": str(python), "env_vars": {"PYTHONPATH": child["PYTHONPATH"], "PYTHONNOUSERSITE": "1"}}
+
+
+def replica_memory(
+    settings: Settings, client: Any, project: str, version: int, folder: Any, serving: ServingConfig,
+    python: Path | None = None,
+) -> int:
     """Bytes per replica: the YAML's override, else the version's measured footprint (measured once)."""
     from mlops.serving.footprint import TAG, measure_replica_memory
 
@@ -196,13 +209,19 @@ def replica_memory(settings: Settings, client: Any, project: str, version: int, 
     tags = client.get_model_version(project, str(version)).tags or {}
     if TAG in tags:
         return int(tags[TAG])
-    measured = measure_replica_memory(folder, serving.max_batch_size)
+    measured = measure_replica_memory(folder, serving.max_batch_size, python=python)
     client.set_model_version_tag(project, str(version), TAG, str(measured))
     return measured
 
 
-def deploy_version(settings: Settings, project: str, serving: ServingConfig, version: int | None = None) -> dict[str, Any]:
-    """Make `version` (default: the highest registered) the one serving `project`; see the module docstring."""
+def deploy_version(
+    settings: Settings, project: str, serving: ServingConfig, version: int | None = None, python: Path | None = None
+) -> dict[str, Any]:
+    """Make `version` (default: the highest registered) the one serving `project`; see the module docstring.
+
+    `python`: the project's own environment's interpreter (issue 14): its replicas run there
+    (Ray's `runtime_env` `py_executable`), with the platform's library from source.
+    """
     from mlflow import MlflowClient
 
     from mlops.serving.ray_cluster import connected, serve_url
@@ -227,7 +246,7 @@ def deploy_version(settings: Settings, project: str, serving: ServingConfig, ver
     folder = download_model_dir(client, project, version, settings.home / "serving")
     manifest = read_manifest(folder)
     signature = model_signature(folder, manifest)
-    memory = replica_memory(settings, client, project, version, folder, serving)
+    memory = replica_memory(settings, client, project, version, folder, serving, python)
     others = {name: r.replicas.get("max", 0) * r.replicas.get("memory_bytes", 0) for name, r in routes.items() if name != project}
     plan = plan_replicas(project, serving, memory, settings.serving_memory_bytes, others)
     started = time.monotonic()
@@ -251,7 +270,11 @@ def deploy_version(settings: Settings, project: str, serving: ServingConfig, ver
                 "downscale_delay_s": serving.downscale_delay_s,
                 "look_back_period_s": 12.0,  # above Serve's 10 s metrics push interval
             },
-            ray_actor_options={"num_cpus": serving.cpus_per_replica, "memory": plan.memory_bytes},
+            ray_actor_options={
+                "num_cpus": serving.cpus_per_replica,
+                "memory": plan.memory_bytes,
+                **({"runtime_env": replica_runtime_env(python)} if python is not None else {}),
+            },
         )
         try:
             serve._run(  # _blocking=False: serve.run would wait forever for a replica Ray cannot place

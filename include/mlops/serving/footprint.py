@@ -55,13 +55,20 @@ def _measure(folder: Path, batch: int) -> dict:
     return {"peak_rss_bytes": _peak_rss_bytes()}
 
 
-def measure_replica_memory(folder: Path, max_batch_size: int, timeout: float = 300) -> int:
-    """Peak RSS in bytes of a replica-like process serving the model folder."""
+def measure_replica_memory(folder: Path, max_batch_size: int, timeout: float = 300, python: Path | None = None) -> int:
+    """Peak RSS in bytes of a replica-like process serving the model folder (under `python`: the
+    project's own environment's, when it has one, as its replicas run there)."""
+    argv, env = [sys.executable, "-m", "mlops.serving.footprint"], None
+    if python is not None:
+        from mlops.environments.runner import child_environment
+
+        argv, env = [str(python), "-P", "-m", "mlops.serving.footprint"], child_environment(python)
     result = subprocess.run(
-        [sys.executable, "-m", "mlops.serving.footprint", str(folder), str(max_batch_size)],
+        [*argv, str(folder), str(max_batch_size)],
         capture_output=True,
         text=True,
         timeout=timeout,
+        env=env,
     )
     if result.returncode != 0:
         raise RuntimeError(f"measuring the serving footprint of {folder} failed: {result.stderr.strip()[-800:]}")
