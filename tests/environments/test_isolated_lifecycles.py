@@ -18,6 +18,9 @@ from mlops.cli import main
 
 REPO = Path(__file__).resolve().parents[2]
 PROJECTS = {"iso_old": "six==1.15.0", "iso_mid": "six==1.16.0", "on_shared": "six>=1.16"}
+# iso_mid's code also imports a package the shared layer does not have at all: every step that runs
+# its code must run in its environment (a step that imported it in the shared layer would fail).
+ONLY_IN_ITS_ENV = {"iso_mid": "cowsay"}
 EXPECTED_SIX = {"iso_old": "1.15.0", "iso_mid": "1.16.0", "on_shared": "1.17.0"}
 
 pytestmark = pytest.mark.timeout(900)
@@ -33,13 +36,16 @@ def _project(projects: Path, name: str, requirement: str) -> Path:
 
     created = create_project(name, projects)
     yaml = created.folder / "project.yaml"
+    requirements = ", ".join(f'"{r}"' for r in [requirement, *filter(None, [ONLY_IN_ITS_ENV.get(name)])])
     yaml.write_text(yaml.read_text().replace("tags: [own-family]\n", f"tags: [own-family]\nretries: 0\n"
-                                             f"environment:\n  requirements: [\"{requirement}\"]\n"))
+                                             f"environment:\n  requirements: [{requirements}]\n"))
     model = created.folder / "model.py"
     code = model.read_text()
     future = "from __future__ import annotations\n"
     assert future in code
-    code = code.replace(future, future + "\nimport six  # noqa: F401 - the package this project requires\n", 1)
+    imports = "".join(f"import {package}  # noqa: F401 - required by the project\n"
+                      for package in ["six", *filter(None, [ONLY_IN_ITS_ENV.get(name)])])
+    code = code.replace(future, future + "\n" + imports, 1)
     predict = "    def predict(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:\n"
     assert predict in code
     marker = projects / MARKER.format(name=name)
@@ -77,7 +83,7 @@ def test_conflicting_requirements_run_isolated_and_every_lifecycle_succeeds(airf
         assert f"{yamls[name]}: ok ({name}__lifecycle)" in out
         note = next(line for line in out.splitlines() if line.startswith(f"{yamls[name]}:8:18: environment.requirements.0: note:"))
         assert f"runs isolated: {PROJECTS[name]} conflicts with the shared layer's six 1.17.0" in note
-        assert read_lock(lock_path(yamls[name])).requirements == (PROJECTS[name],)
+        assert read_lock(lock_path(yamls[name])).requirements == tuple(filter(None, [PROJECTS[name], ONLY_IN_ITS_ENV.get(name)]))
     assert f"{yamls['on_shared']}: ok (on_shared__lifecycle)" in out and not lock_path(yamls["on_shared"]).exists()
     # The broken project hides nothing: DAG parsing resolves nothing and loads all four.
     assert {f"{n}__lifecycle" for n in [*PROJECTS, "iso_nowhere"]} <= set(collect_project_dags(projects).dags)
@@ -96,6 +102,12 @@ def test_conflicting_requirements_run_isolated_and_every_lifecycle_succeeds(airf
         assert (str(get_settings().home / "envs") in params["environment.python"]) is isolated, params["environment.python"]
         assert tis["evaluate"].xcom_pull(task_ids="evaluate")["passed"]
         assert tis["register"].xcom_pull(task_ids="register")["version"] == 1
+
+    # Monitored: the drift reference comes from its family's code, which imports cowsay: its environment computes it.
+    from mlops.monitoring.reference import load_reference
+
+    reference = load_reference(get_settings(), "iso_mid", 1)
+    assert list(reference.frame.columns) == [f"in.x_{i}" for i in range(8)] and len(reference.frame) == 960
 
     # Served in its own environment: the deploy step starts the replica under the project's interpreter.
     import json

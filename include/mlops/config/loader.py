@@ -15,6 +15,7 @@ and a file holds exactly one YAML document.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from pathlib import Path
@@ -23,6 +24,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from mlops.config.checks import project_checks
 from mlops.config.errors import ConfigError, ProjectConfigError, did_you_mean
 from mlops.config.reading import read_project_text
 from mlops.config.schema import ProjectConfig
@@ -143,60 +145,6 @@ def _schema_errors(file: str, root: yaml.Node | None, exc: ValidationError) -> l
     return errors
 
 
-def _family_errors(
-    file: str, root: yaml.Node | None, config: ProjectConfig, code_dir: Path | None, deep: bool = False
-) -> list[ConfigError]:
-    """Checks against the family `model.family` names.
-
-    Finding it reads no user code. A built-in family is checked in full (it imports without MLX);
-    a family from a package or the project's code is imported only when `deep` (`mlops validate`,
-    never DAG parsing: Airflow parses every 30 s, and user code may be slow or broken).
-    """
-    from mlops.training.families import FamilyError, find_family, load_family_class
-    from mlops.training.families.contract import signature_problems
-
-    def error(loc: tuple[Any, ...], message: str, suggestion: str | None = None, key: bool = False) -> ConfigError:
-        line, column = _position(root, loc, key)
-        return ConfigError(file, line, column, ".".join(map(str, loc)), message, suggestion)
-
-    name = config.model.family
-    try:
-        source = find_family(name, code_dir)
-        if source.kind != "built-in" and not deep:
-            return []
-        family = load_family_class(source)()
-    except FamilyError as exc:
-        return [error(("model", "family"), str(exc))]
-    errors = []
-    for key in family.check_hyperparameters(config.model.hyperparameters):
-        hint = did_you_mean(key, set(family.default_hyperparameters)) or (
-            f"{name} takes: {', '.join(sorted(family.default_hyperparameters)) or 'none'}"
-        )
-        errors.append(error(("model", "hyperparameters", key), f"unknown hyperparameter for family {name!r}", hint, key=True))
-    for i, technique in enumerate(config.training.techniques):
-        if technique not in family.supported_techniques:
-            supported = ", ".join(sorted(family.supported_techniques)) or "none"
-            errors.append(
-                error(("training", "techniques", i), f"family {name!r} does not support {technique!r}", f"supported: {supported}")
-            )
-    metric = config.evaluation.metric
-    if metric is not None and metric not in family.metrics:
-        hint = did_you_mean(metric, set(family.metrics)) or f"{name} reports: {', '.join(family.metrics)}"
-        errors.append(error(("evaluation", "metric"), f"family {name!r} does not report metric {metric!r}", hint))
-    if deep and (config.serving.enabled or config.monitoring.enabled):
-        hyperparameters = {**family.default_hyperparameters, **config.model.hyperparameters}
-        try:
-            problems = signature_problems(family.signature(hyperparameters))
-        except Exception as exc:  # noqa: BLE001 - user code
-            problems = [f"signature() raised {type(exc).__name__}: {exc}"]
-        loc = ("serving", "enabled") if config.serving.enabled else ("monitoring", "enabled")
-        errors.extend(
-            error(loc, f"family {name!r} ({source.origin}): {p}", "serving and drift checks need a valid signature")
-            for p in problems
-        )
-    return errors
-
-
 def _check_shape(root: yaml.Node | None) -> None:
     """Refuse, before building it, a node graph too deep, too big once aliases expand, or cyclic.
 
@@ -308,70 +256,36 @@ def parse_project_text(text: str, file: str, deep: bool = False) -> ProjectConfi
         config = ProjectConfig.model_validate(data)
     except ValidationError as exc:
         raise ProjectConfigError(_schema_errors(file, root, exc)) from None
-    errors = _folder_errors(file, root, config) + _family_errors(file, root, config, _code_dir(file, config), deep)
-    if deep:
-        errors += _data_errors(file, root, config) + _environment_errors(file, root, config)
+    locate = functools.partial(_located, file, root)
+    errors = _folder_errors(file, root, config) + [
+        locate(*problem) for problem in project_checks(file, config, _code_dir(file, config), _projects_dir(file), deep)
+    ]
     if errors:
         raise ProjectConfigError(errors)
     return config
+
+
+def _located(file: str, root: yaml.Node | None, loc: tuple[Any, ...], message: str, suggestion: str | None = None,
+             key: bool = False) -> ConfigError:
+    """A check's problem at `loc`, placed at its line and column in the file."""
+    line, column = _position(root, loc, key)
+    return ConfigError(file, line, column, ".".join(map(str, loc)), message, suggestion)
 
 
 def _is_folder_project(file: str | Path) -> bool:
     return Path(file).name in PROJECT_FOLDER_FILES
 
 
+def _projects_dir(file: str) -> Path:
+    """The projects folder holding the file (`<dir>/x.yaml` or `<dir>/<name>/project.yaml`)."""
+    return Path(file).parent.parent if _is_folder_project(file) else Path(file).parent
+
+
 def _code_dir(file: str, config: ProjectConfig) -> Path:
     """Where the project's own `module:Class` code is looked up (same rule as `project_code_dir`)."""
     from mlops.training.families import code_dir_for
 
-    path = Path(file)
-    return code_dir_for(path.parent.parent if _is_folder_project(path) else path.parent, config.name)
-
-
-def _data_errors(file: str, root: yaml.Node | None, config: ProjectConfig) -> list[ConfigError]:
-    """`mlops validate`: the files a local `data.path` names exist, can be read and share one format.
-
-    A URL is left to the `pull_data` task (reaching a cloud is no validation step); reading the
-    rows is the loaders' job at training time.
-    """
-    from mlops.data.dvc_workspace import DataError
-    from mlops.data.file_source import is_url, list_files, split_glob
-    from mlops.data.loaders import DataFormatError, data_format
-
-    path = config.data.path
-    if config.data.source != "files" or path is None or is_url(path):
-        return []
-    projects_dir = Path(file).parent.parent if _is_folder_project(file) else Path(file).parent
-    local = Path(path).expanduser()
-    base, pattern = split_glob(str(local if local.is_absolute() else projects_dir.parent / local))
-    try:
-        files = list_files(config.name, path, Path(base), pattern)
-        data_format([relative for _, relative in files], f"project {config.name}: data.path {path!r}")
-    except (DataError, DataFormatError) as exc:
-        line, column = _position(root, ("data", "path"))
-        return [ConfigError(file, line, column, "data.path", str(exc))]
-    return []
-
-
-def _environment_errors(file: str, root: yaml.Node | None, config: ProjectConfig) -> list[ConfigError]:
-    """`mlops validate`: `environment.requirements` against the shared layer (the repo's uv.lock), with uv.
-
-    Errors: a package the shared layer lacks, a requirement that resolves nowhere, an index that cannot be
-    reached. A conflict is no error (the project runs isolated; the lock beside the YAML records its
-    environment, `mlops validate` prints it as a note). Resolving may reach the package index: never at
-    DAG parse time (not `deep`).
-    """
-    from mlops.environments.lock import lock_environment, lock_path
-
-    if not config.environment.requirements and not os.path.lexists(lock_path(file)):
-        return []  # (a lock left from earlier requirements is removed below)
-    plan = lock_environment(file, config.name, config.environment.requirements)
-    errors = []
-    for problem in plan.errors:
-        loc = ("environment", "requirements") + ((problem.index,) if problem.index is not None else ())
-        line, column = _position(root, loc)
-        errors.append(ConfigError(file, line, column, ".".join(map(str, loc)), problem.message, problem.suggestion))
-    return errors
+    return code_dir_for(_projects_dir(file), config.name)
 
 
 def _folder_errors(file: str, root: yaml.Node | None, config: ProjectConfig) -> list[ConfigError]:

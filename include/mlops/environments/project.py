@@ -74,6 +74,18 @@ def project_python(settings: Settings, config: ProjectConfig) -> Path | None:
     return ensure_environment(settings, pinned, key)
 
 
+def python_of_project(settings: Settings, project: str) -> Path | None:
+    """`project_python` for a project known by name (its YAML read from the projects folder); None
+    when it runs on the shared layer, or when its YAML is gone (its saved models still have their code)."""
+    from mlops.config import ProjectConfigError, load_project, project_file
+
+    try:
+        config = load_project(project_file(settings.projects_dir, project))
+    except ProjectConfigError:
+        return None
+    return project_python(settings, config)
+
+
 def projects_environments(settings: Settings) -> dict[str, tuple[list[str], str]]:
     """project -> (pinned, key) for every project of the projects folder whose lock isolates it (no uv)."""
     from mlops.config import load_projects, project_files

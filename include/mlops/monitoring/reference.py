@@ -67,7 +67,7 @@ def load_reference(settings: Settings, project: str, version: int | None = None)
     from mlops.monitoring.features import flatten, prefixed
     from mlops.serving.registry_models import download_model_dir
     from mlops.tracking.client import configure
-    from mlops.training.artifacts import model_family, read_manifest
+    from mlops.training.artifacts import model_signature, read_manifest
 
     configure(settings)
     client = MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
@@ -79,14 +79,51 @@ def load_reference(settings: Settings, project: str, version: int | None = None)
         raise LookupError(f"{project} v{version}: its run {run.info.run_id} has no mlops.data_version tag")
     folder = download_model_dir(client, project, version, settings.home / "serving")
     manifest = read_manifest(folder)
-    family = model_family(folder, manifest)
-    hyperparameters = manifest["hyperparameters"]
     # The split the run trained with: its logged data seed (and share held out, when logged).
     params, split = run.data.params, DataConfig.model_fields
     seed = int(params.get("data.seed", split["seed"].default))
     val_fraction = float(params.get("data.val_fraction", split["val_fraction"].default))
     data_folder = materialise_data_version(settings, project, data_version)
-    data = family.load_dataset(data_folder, hyperparameters, seed, val_fraction)
-    inputs = family.reference_inputs(data, hyperparameters)
+    inputs = _reference_inputs(settings, project, folder, data_folder, seed, val_fraction)
     frame = pd.DataFrame(prefixed("in", flatten(inputs)))
-    return Reference(frame, project, version, data_version, run.info.run_id, family.signature(hyperparameters))
+    return Reference(frame, project, version, data_version, run.info.run_id, model_signature(folder, manifest))
+
+
+def reference_inputs_file(model_folder: str, data_folder: str, seed: int, val_fraction: float, out: str) -> str:
+    """The model's reference inputs (its family's `reference_inputs` of the training split) saved to
+    `out` (.npz): what a project's own environment computes for the drift check (issue 14)."""
+    import numpy as np
+
+    from mlops.training.artifacts import model_family, read_manifest
+
+    manifest = read_manifest(Path(model_folder))
+    family = model_family(Path(model_folder), manifest)
+    hyperparameters = manifest["hyperparameters"]
+    data = family.load_dataset(Path(data_folder), hyperparameters, seed, val_fraction)
+    np.savez(out, **{name: np.asarray(value) for name, value in family.reference_inputs(data, hyperparameters).items()})
+    return out
+
+
+def _reference_inputs(
+    settings: Settings, project: str, model_folder: Path, data_folder: Path, seed: int, val_fraction: float
+) -> dict[str, Any]:
+    """Reference inputs computed where the project's code runs: here, or in its own environment."""
+    import tempfile
+
+    import numpy as np
+
+    from mlops.environments.project import python_of_project
+
+    python = python_of_project(settings, project)
+    with tempfile.TemporaryDirectory(prefix="mlops-reference-") as scratch:
+        out = str(Path(scratch) / "reference.npz")
+        arguments = {"model_folder": str(model_folder), "data_folder": str(data_folder), "seed": seed,
+                     "val_fraction": val_fraction, "out": out}
+        if python is None:
+            reference_inputs_file(**arguments)
+        else:
+            from mlops.environments.runner import run_in_environment
+
+            run_in_environment(python, "mlops.monitoring.reference:reference_inputs_file", arguments)
+        with np.load(out) as saved:
+            return {name: saved[name] for name in saved.files}
