@@ -211,3 +211,16 @@ def test_snapshot_honours_the_hardware_root(tmp_path, monkeypatch):
     (zone / "trip_point_0_type").write_text("critical\n")
     monkeypatch.setenv("MLOPS_HARDWARE_ROOT", str(tmp_path))
     assert snapshot()["thermal_state"] == "critical"
+
+
+def test_an_error_raised_in_a_project_environment_is_diagnosed_by_its_remote_type():
+    """A step run in a project's own environment (issue 14) fails here as IsolatedRunError: the remote
+    exception's type decides the diagnosis as it would in-process."""
+    from mlops.environments.runner import IsolatedRunError
+
+    remote = IsolatedRunError("mlops.training.isolated:train", "MemoryError", "cannot allocate 2147483648 bytes")
+    local = diagnose(MemoryError("cannot allocate 2147483648 bytes"), OOM_SNAPSHOT, memory_limit_bytes=4 * GiB)
+    isolated = diagnose(remote, OOM_SNAPSHOT, memory_limit_bytes=4 * GiB)
+    assert (isolated.cause, isolated.confidence) == (local.cause, local.confidence) == ("out_of_memory", "high")
+    other = IsolatedRunError("mlops.training.isolated:train", "ValueError", "bad shape")
+    assert diagnose(other, OOM_SNAPSHOT, memory_limit_bytes=4 * GiB).confidence != "high"

@@ -208,6 +208,9 @@ def _error_facts(error: BaseException | str | None) -> dict[str, Any]:
     paths: list[str] = []
     for exc in chain:
         names.update(cls.__name__ for cls in type(exc).__mro__)
+        remote = getattr(exc, "type_name", None)  # raised in a project's own environment (IsolatedRunError)
+        if isinstance(remote, str) and remote:
+            names.add(remote.rsplit(".", 1)[-1])
         frames.extend(f.filename for f in traceback.extract_tb(exc.__traceback__))
         filename = getattr(exc, "filename", None)
         if filename:
