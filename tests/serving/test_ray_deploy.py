@@ -456,3 +456,25 @@ def test_ray_refuses_a_driver_without_the_right_token_and_admits_it_with(cluster
     assert code_ == 0, err[-2000:]
     assert out.split() == ["CONNECTED", str(settings.serving_memory_bytes)], (out, err[-2000:])
     assert "AuthenticationError" not in err and "InvalidAuthToken" not in err
+
+
+def test_a_process_that_read_another_clusters_token_connects_with_this_ones(cluster, tmp_path, monkeypatch):
+    """Ray caches the token it read once per process: `connected` makes it read this cluster's file again
+    (a worker or test process that met another cluster, or a rotated token, is not refused)."""
+    import secrets
+
+    import ray
+    from ray._raylet import AuthenticationTokenLoader
+
+    from mlops.serving.ray_cluster import connected
+
+    other = tmp_path / "other_cluster_token"
+    other.write_text(secrets.token_urlsafe(24))
+    monkeypatch.setenv("RAY_AUTH_MODE", "token")
+    monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(other))
+    loader = AuthenticationTokenLoader.instance()
+    loader.reset_cache()
+    assert loader.has_token(ignore_auth_mode=True)  # the other cluster's token is now the cached one
+    with connected(cluster.settings):
+        assert ray.is_initialized()
+        assert int(ray.cluster_resources()["memory"]) == cluster.settings.serving_memory_bytes

@@ -132,6 +132,11 @@ def connected(settings: Settings, ready_timeout: float = 60.0) -> Iterator[None]
     os.environ.update(ray_environment(settings))
     import ray
     from ray import serve
+    from ray._raylet import AuthenticationTokenLoader
+
+    # Ray reads the token once per process and caches it: a process that talks to a second
+    # cluster (tests, a rotated token) must make it read this cluster's token file again.
+    AuthenticationTokenLoader.instance().reset_cache()
 
     ray.init(
         address=ray_address(settings),
