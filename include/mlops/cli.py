@@ -325,6 +325,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("evidently-ui", help="Evidently's UI over the drift reports, behind a login", add_help=False)
     sub.add_parser("pools", help="size the mlx pools from the hardware (see `mlops pools -h`)", add_help=False)
     sub.add_parser("queue", help="what each waiting task waits for (see `mlops queue -h`)", add_help=False)
+    sub.add_parser("compare", help="best technique per project and machine (see `mlops compare -h`)", add_help=False)
+    sub.add_parser("report", help="HTML history report of every project (see `mlops report -h`)", add_help=False)
     sub.add_parser("up", help="start Airflow, MLflow, Ray, the gateway and Evidently's UI on 127.0.0.1").set_defaults(func=cmd_up)
     sub.add_parser("down", help="stop what `up` started").set_defaults(func=cmd_down)
     sub.add_parser("status", help="which services run").set_defaults(func=cmd_status)
@@ -370,6 +372,14 @@ def _dispatch(argv: list[str]) -> int:
         return cmd_queue(argv[1:])
     if argv[:1] == ["pools"]:
         return cmd_pools(argv[1:])
+    if argv[:1] == ["compare"]:
+        from mlops.analytics.cli import compare_main
+
+        return compare_main(argv[1:])
+    if argv[:1] == ["report"]:
+        from mlops.analytics.cli import report_main
+
+        return report_main(argv[1:])
     if argv[:1] == ["serve"]:
         return cmd_serve(argv[1:])
     if argv[:1] == ["evidently-ui"]:

@@ -66,6 +66,7 @@ class Settings:
     capture_flush_seconds: float = 5.0  # how often the gateway writes captured predictions to Parquet
     compute_slots: int | None = None  # MLOPS_COMPUTE_SLOTS: the mlx_compute pool's base, else from the hardware
     dvc_remote_anonymous: bool = False  # MLOPS_DVC_REMOTE_ANONYMOUS: gs:// / azure:// without credentials
+    report_schedule: str | None = "@daily"  # MLOPS_REPORT_SCHEDULE: the toolkit__report DAG's; "none": by hand
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -91,6 +92,7 @@ class Settings:
             capture_flush_seconds=_number(env, "MLOPS_CAPTURE_FLUSH_SECONDS", 5.0, float, 0.001),
             compute_slots=_number(env, "MLOPS_COMPUTE_SLOTS", None, int, 1),
             dvc_remote_anonymous=_flag(env, "MLOPS_DVC_REMOTE_ANONYMOUS"),
+            report_schedule=_schedule(env, "MLOPS_REPORT_SCHEDULE", "@daily"),
         )
 
     def to_env(self) -> dict[str, str]:
@@ -107,6 +109,7 @@ class Settings:
             "MLOPS_EVIDENTLY_PORT": self.evidently_port, "MLOPS_CAPTURE_FLUSH_SECONDS": self.capture_flush_seconds,
             "MLOPS_COMPUTE_SLOTS": self.compute_slots,
             "MLOPS_DVC_REMOTE_ANONYMOUS": "true" if self.dvc_remote_anonymous else None,
+            "MLOPS_REPORT_SCHEDULE": self.report_schedule or "none",
         }
         return {name: str(value) for name, value in values.items() if value is not None}
 
@@ -158,6 +161,21 @@ def _flag(env: dict[str, str], name: str) -> bool:
     if text in ("1", "true", "yes", "on"):
         return True
     raise SettingsError(f"environment variable {name}={env[name]!r}: expected true or false (1/0, yes/no, on/off); unset it for false")
+
+
+def _schedule(env: dict[str, str], name: str, default: str) -> str | None:
+    """A cron expression or Airflow preset; "none" (or "off") for manual runs only."""
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    if raw.lower() in ("none", "off"):
+        return None
+    from mlops.config.schema import check_schedule
+
+    try:
+        return check_schedule(raw)
+    except ValueError as exc:
+        raise SettingsError(f"environment variable {name}={raw!r}: {exc}; or 'none' for manual runs only") from None
 
 
 def get_settings() -> Settings:

@@ -59,7 +59,10 @@ def test_nine_projects_parse_without_heavy_imports_db_or_network():
     lifecycles = [d for d in result["dags"] if d.endswith("__lifecycle")]
     assert len(lifecycles) == 9
     # Serving-enabled projects (the YAML's serving.enabled) also get their asset-scheduled deploy DAG.
-    assert set(result["dags"]) - set(lifecycles) == {"quantized_optimization__deploy", "quantized_optimization__monitor"}
+    # And the toolkit has its daily report.
+    assert set(result["dags"]) - set(lifecycles) == {
+        "quantized_optimization__deploy", "quantized_optimization__monitor", "toolkit__report"}
+    assert result["tasks"]["toolkit__report"] == ["report"]
     assert result["tasks"]["quantized_optimization__deploy"] == ["deploy"]
     assert result["tasks"]["quantized_optimization__monitor"] == [
         "check_drift", "check_accuracy", "check_performance", "report", "request_retrain", "alert"
@@ -82,7 +85,7 @@ def test_broken_yaml_is_an_import_error_and_hides_no_other_dag(tmp_path: Path):
     result = parse_dags(tmp_path)
     assert result["dags"] == [
         "federated_learning__lifecycle", "quantized_optimization__deploy", "quantized_optimization__lifecycle",
-        "quantized_optimization__monitor",
+        "quantized_optimization__monitor", "toolkit__report",
     ]
     (message,) = result["errors"].values()
     assert list(result["errors"]) == ["project_errors.py"]
@@ -96,7 +99,8 @@ def test_broken_yaml_is_an_import_error_and_hides_no_other_dag(tmp_path: Path):
 def test_new_yaml_appears_on_next_parse(tmp_path: Path):
     shutil.copy(REPO / "projects" / "quantized_optimization.yaml", tmp_path)
     kinds = ("deploy", "lifecycle", "monitor")  # the sample project is served and monitored
-    assert parse_dags(tmp_path)["dags"] == [f"quantized_optimization__{k}" for k in kinds]
+    assert parse_dags(tmp_path)["dags"] == [*(f"quantized_optimization__{k}" for k in kinds), "toolkit__report"]
     text = (REPO / "projects" / "quantized_optimization.yaml").read_text()
     (tmp_path / "copy.yaml").write_text(text.replace("name: quantized_optimization", "name: my_copy"))
-    assert parse_dags(tmp_path)["dags"] == [f"{p}__{k}" for p in ("my_copy", "quantized_optimization") for k in kinds]
+    assert parse_dags(tmp_path)["dags"] == [
+        *(f"{p}__{k}" for p in ("my_copy", "quantized_optimization") for k in kinds), "toolkit__report"]

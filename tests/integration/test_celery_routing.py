@@ -91,6 +91,7 @@ def test_tasks_are_routed_to_the_queues_the_hardware_probe_labels(tmp_path: Path
             settings_env,
             MLOPS_PROJECTS_DIR=str(projects),
             MLOPS_HARDWARE_ROOT=str(hardware_root),
+            MLOPS_REPORT_SCHEDULE="none",  # only the routed lifecycle runs
             AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"postgresql+psycopg2://{dsn}",
             AIRFLOW__CORE__EXECUTOR="CeleryExecutor",
             AIRFLOW__CELERY__BROKER_URL=rd["url"],

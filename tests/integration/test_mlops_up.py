@@ -7,7 +7,7 @@ import urllib.error
 import urllib.request
 
 import psutil
-from mlops_testing import free_port
+from mlops_testing import free_port, wait_for
 
 from mlops import services
 from mlops.settings import Settings
@@ -107,6 +107,18 @@ def test_up_serves_behind_auth_on_loopback_and_down_stops_everything(tmp_path):
         result = train_project(tracked, config, data["path"], data["version"])
         status, run = http(f"{tracked.tracking_uri}/api/2.0/mlflow/runs/get?run_id={result['run_id']}", basic=mlflow_login)
         assert status == 200 and run["run"]["data"]["metrics"]
+
+        # The daily toolkit report runs by itself on the new scheduler (its last interval, catchup off),
+        # tracking into the server; the scheduler's refresher keeps the pool-usage snapshot it reads.
+        from mlops.analytics.report_files import toolkit_report_path
+        from mlops.resources.pool_usage import snapshot_path
+
+        report = toolkit_report_path(settings)
+        wait_for(report.is_file, 240, f"{report} written by the toolkit__report DAG", interval=2)
+        assert snapshot_path(settings).is_file()
+        toolkit = f"{tracked.tracking_uri}/api/2.0/mlflow/experiments/get-by-name?experiment_name=toolkit"
+        wait_for(lambda: http(toolkit, basic=mlflow_login)[0] == 200, 60, "the report's run logged to MLflow")
+        assert '<section data-plot="pool-usage"' in report.read_text()
     finally:
         stopped = services.down(settings)
     assert set(stopped) == set(pids)

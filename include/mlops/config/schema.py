@@ -219,6 +219,40 @@ class SchedulingConfig(Section):
     min_memory_gb: float | None = Field(None, gt=0, le=1024, description="Memory a worker must have (GB).")
 
 
+class TrackingConfig(Section):
+    """What the training and evaluation tasks record besides the model's own metrics."""
+
+    system_metrics: bool = Field(
+        True,
+        description="Sample the hardware during training and evaluation (GPU and CPU utilization, memory, "
+        "swap and pressure, thermal state, MLX memory, power where a sudoless source is installed) into the "
+        "run's `system/...` metrics.",
+    )
+    sample_seconds: float = Field(5.0, ge=0.5, le=3600, description="Seconds between two hardware samples.")
+
+
+CompareObjective = Literal["fastest", "most_efficient", "least_memory", "smallest", "least_energy", "best_quality"]
+
+
+class CompareConfig(Section):
+    """How `mlops compare` picks the best technique of this project on each machine."""
+
+    objective: CompareObjective = Field(
+        "fastest",
+        description="Among the techniques good enough on quality: fastest (throughput), most_efficient "
+        "(throughput per GB of peak memory), least_memory (peak memory), smallest (model footprint), "
+        "least_energy (energy per sample; machines without a power reading fall back to fastest), or "
+        "best_quality (the quality metric alone).",
+    )
+    quality_tolerance: float = Field(
+        0.02,
+        ge=0,
+        le=1,
+        description="Good enough on quality: passes `evaluation.threshold` when one is set, else within "
+        "this share of the best quality on that machine (0.02: at most 2% worse).",
+    )
+
+
 def _registry_requirement(value: str) -> str:
     parse_requirement(value)  # ValueError naming the string and what is wrong with it
     return value.strip()
@@ -272,6 +306,8 @@ class ProjectConfig(Section):
     serving: ServingConfig = Field(default_factory=ServingConfig)
     monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
     environment: EnvironmentConfig = Field(default_factory=EnvironmentConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    compare: CompareConfig = Field(default_factory=CompareConfig)
 
     @field_validator("schedule")
     @classmethod

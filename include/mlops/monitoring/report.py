@@ -3,7 +3,8 @@
 Retraining is requested when drift is above the project's threshold (and `retrain_on_drift`)
 or the feedback accuracy is below `accuracy_threshold` with enough labels; the reason names
 the numbers. The report is logged as an MLflow run of the project's experiment
-(`mlops.kind=monitoring`: metrics plus `monitoring_report.json`).
+(`mlops.kind=monitoring`: metrics plus `monitoring_report.json`, tagged with the served version
+and the link to the project's history report, which `mlops report` and the toolkit__report DAG write).
 """
 
 from __future__ import annotations
@@ -16,6 +17,11 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from mlops.config.schema import ProjectConfig
     from mlops.settings import Settings
+
+#: Run tag of a monitoring run: the registered version it watched (the history report groups by it).
+MODEL_VERSION_TAG = "mlops.model_version"
+#: Run tag of a monitoring run: the project's history report (file:// URL).
+PROJECT_REPORT_TAG = "mlops.project_report"
 
 
 def retrain_decision(config: ProjectConfig, drift: dict[str, Any], accuracy: dict[str, Any]) -> dict[str, Any]:
@@ -39,8 +45,12 @@ def retrain_decision(config: ProjectConfig, drift: dict[str, Any], accuracy: dic
 
 
 def build_report(
-    config: ProjectConfig, drift: dict[str, Any], accuracy: dict[str, Any], performance: dict[str, Any]
+    config: ProjectConfig, drift: dict[str, Any], accuracy: dict[str, Any], performance: dict[str, Any],
+    settings: Settings | None = None,
 ) -> dict[str, Any]:
+    from mlops.analytics.report_files import project_report_path
+    from mlops.settings import get_settings
+
     retrain = retrain_decision(config, drift, accuracy)
     report_html = (drift.get("report") or {}).get("html")
     summary = [f"drift: {drift.get('status')}"]
@@ -60,6 +70,8 @@ def build_report(
         "hardware": performance.get("hardware", {}),
         "retrain": retrain,
         "report_url": f"file://{report_html}" if report_html else None,
+        # The project's history (runs, techniques, serving, drift): rewritten daily, so linked even before it exists.
+        "project_report_url": project_report_path(settings or get_settings(), config.name).as_uri(),
         "summary": "; ".join(summary),
     }
 
@@ -91,6 +103,10 @@ def log_report(settings: Settings, report: dict[str, Any], run_name: str) -> str
             "mlops.performance_status": str(report["performance"].get("status")),
             "mlops.retrain_requested": str(report["retrain"]["requested"]).lower(),
         })
+        if report.get("model_version") is not None:
+            mlflow.set_tag(MODEL_VERSION_TAG, str(report["model_version"]))
+        if report.get("project_report_url"):
+            mlflow.set_tag(PROJECT_REPORT_TAG, report["project_report_url"])
         if metrics:
             mlflow.log_metrics(metrics)
         with tempfile.TemporaryDirectory() as tmp:

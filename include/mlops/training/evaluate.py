@@ -27,6 +27,7 @@ def evaluate_model(settings: Settings, config: ProjectConfig, data_path: str, ru
     """Restore the model folder, score it on the validation split, log `eval_*` to the run."""
     from mlflow import MlflowClient
 
+    from mlops.analytics.task_sampling import task_sampler
     from mlops.tracking.client import configure
     from mlops.training.artifacts import model_family, read_manifest, restore_session
     from mlops.training.device import select_device
@@ -38,15 +39,16 @@ def evaluate_model(settings: Settings, config: ProjectConfig, data_path: str, ru
             "another train step replaced it; re-run train for this DAG run"
         )
     select_device()
-    family = model_family(Path(model_path), manifest)
-    data = family.load_dataset(Path(data_path), manifest["hyperparameters"], config.data.seed, config.data.val_fraction)
-    metrics = restore_session(Path(model_path)).evaluate(data)
+    configure(settings)
+    client = MlflowClient()
+    with task_sampler(config, run_id, client):  # the samples follow the training task's on the run
+        family = model_family(Path(model_path), manifest)
+        data = family.load_dataset(Path(data_path), manifest["hyperparameters"], config.data.seed, config.data.val_fraction)
+        metrics = restore_session(Path(model_path)).evaluate(data)
     metric, goal = gate_metric(config, family)
     threshold = config.evaluation.threshold
     passed = passes(metrics[metric], threshold, goal)
 
-    configure(settings)
-    client = MlflowClient()
     for name, value in metrics.items():
         client.log_metric(run_id, f"eval_{name}", value)
     client.set_tag(run_id, "mlops.evaluation", "passed" if passed else "failed")

@@ -96,7 +96,11 @@ def train_project(
     import mlflow
     import mlx.core as mx
 
+    from mlops.analytics import names
+    from mlops.analytics.performance import machine_tags, run_figures
+    from mlops.analytics.task_sampling import sampler_tags, task_sampler
     from mlops.hardware import probe
+    from mlops.training.evaluate import gate_metric
     from mlops.tracking.client import configure, ensure_experiment
     from mlops.tracking.pyfunc_model import MLXModel
     from mlops.training.artifacts import save_model
@@ -123,7 +127,14 @@ def train_project(
     # The task declared its memory (and holds that many GB of the memory pool): keep MLX inside it.
     limit = int(config.training.memory_gb * 2**30)
     tags = _run_tags(config, device, data_version, run_tags or {})
-    with memory_limit(limit), mlflow.start_run(experiment_id=experiment_id, tags=tags) as run:
+    tags.update(machine_tags(hardware, device))
+    tags[names.PERF_UNIT] = family.throughput_unit
+    tags[names.QUALITY_METRIC], tags[names.QUALITY_GOAL] = gate_metric(config, family)
+    with (
+        memory_limit(limit),
+        mlflow.start_run(experiment_id=experiment_id, tags=tags) as run,
+        task_sampler(config, run.info.run_id) as sampler,
+    ):
         mlflow.log_params({**_run_params(config, hyperparameters, data_version), "mlx_memory_limit_bytes": limit})
         mlflow.log_params(hardware.to_mlflow_params())
         mlflow.log_params(_environment_params(config))
@@ -183,6 +194,9 @@ def train_project(
         mlflow.set_tag("mlops.model_uri", model_info.model_uri)
         peak = int(mx.get_peak_memory())
         mlflow.log_metric("mlx_run_peak_memory_bytes", peak)
+        sampler.stop()  # the figures cover the task up to here
+        mlflow.log_metrics(run_figures(reports, peak, manifest.get("weights_bytes"), sampler))
+        mlflow.set_tags(sampler_tags(sampler))
     return {
         "run_id": run.info.run_id,
         "experiment_id": experiment_id,
