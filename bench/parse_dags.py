@@ -11,7 +11,8 @@ then the factory's DAGs.
 The floor is what Airflow needs anyway for the same DAGs: one small hand-written .py file per
 project, with no YAML and no validation, defining exactly the DAGs and tasks the platform
 generates for that project (`<name>__lifecycle`, 7 tasks; `__deploy`, 1 task, and
-`__monitor`, 6 tasks, where the YAML enables serving / monitoring), with the same features:
+`__monitor`, 6 tasks, where the YAML enables serving / monitoring), and the toolkit's
+`toolkit__report` (1 task) once, with the same features:
 dag/task ids, schedules (asset, asset-or-time, cron/preset), params, default_args (retries,
 backoff, priority, weight rule), tags, doc_md texts, pools/slots/queues, trigger rules,
 XComArg inputs (`.output`), asset outlets, a sensor for the thermal gate, failure callbacks.
@@ -53,6 +54,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "include"))
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "plugins"))  # mlops_airflow
 
 MEASURE = textwrap.dedent(
     """
@@ -123,7 +125,7 @@ def _schedule_source(config) -> tuple[str, str]:
 def floor_source(config, source: Path) -> str:
     """One project's DAGs, written out by hand (literals only; the plans only supply the doc texts)."""
     from mlops.lifecycle import deploy_plan, lifecycle_plan, model_asset_uri, monitor_plan, retrain_asset_uri
-    from operators.factory import _doc_md
+    from mlops_airflow.dag_factory import _doc_md
 
     name = config.name
     steps = {s.name: s for s in lifecycle_plan(config)}
@@ -153,7 +155,7 @@ START = datetime(2026, 1, 1, tzinfo=timezone.utc)
 DEFAULT_ARGS = {{
     "owner": {config.owner!r}, "retries": {config.retries}, "retry_delay": timedelta(seconds=10),
     "retry_exponential_backoff": 2.0, "max_retry_delay": timedelta(minutes=10),
-    "priority_weight": {config.priority}, "weight_rule": "operators.fair_share.FairShareWeight",
+    "priority_weight": {config.priority}, "weight_rule": "mlops_airflow.fair_share.FairShareWeight",
 }}
 MODEL = Asset(name="{name}__model", uri={model_asset_uri(name)!r})
 RETRAIN = Asset(name="{name}__retrain", uri={retrain_asset_uri(name)!r})
@@ -213,8 +215,27 @@ def measure(dag_folder: Path, env: dict[str, str]) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+# The toolkit-wide report DAG (dags/toolkit_report.py), written by hand the same way.
+TOOLKIT_FLOOR = textwrap.dedent(
+    '''
+    """Hand-written toolkit__report DAG (floor for bench/parse_dags.py)."""
+    from datetime import datetime, timedelta, timezone
+
+    from airflow.sdk import DAG
+    from floor_ops import Step
+
+    with DAG(dag_id="toolkit__report", schedule="@daily", start_date=datetime(2024, 1, 1, tzinfo=timezone.utc),
+             catchup=False, max_active_runs=1, tags=["mlops", "toolkit", "report"], is_paused_upon_creation=False,
+             default_args={"owner": "platform", "retries": 1, "retry_delay": timedelta(minutes=5)}):
+        Step(task_id="report")
+    '''
+)
+
+
 def write_projects(n: int, projects: Path, floor: Path) -> None:
     from mlops.config import load_project
+
+    (floor / "toolkit_report.py").write_text(TOOLKIT_FLOOR)
 
     shipped = sorted((REPO / "projects").glob("*.yaml"))
     for i in range(n):
@@ -245,7 +266,7 @@ def main(counts: list[int], repeat: int = 1) -> None:
         tmp = Path(tmp)
         env = airflow_environment(Settings.from_env({"MLOPS_HOME": str(tmp / "state")}))
         # This tree's code (not another checkout's) and the floor's operators.
-        env.update(MLOPS_HOME=str(tmp / "state"), PYTHONPATH=os.pathsep.join(map(str, (REPO, REPO / "include", tmp / "floor_lib"))))
+        env.update(MLOPS_HOME=str(tmp / "state"), PYTHONPATH=os.pathsep.join(map(str, (REPO, REPO / "include", REPO / "plugins", tmp / "floor_lib"))))
         (tmp / "floor_lib").mkdir()
         (tmp / "floor_lib" / "floor_ops.py").write_text(FLOOR_OPS)
         warm, cold = tmp / "pyc-warm", tmp / "pyc-cold"

@@ -33,6 +33,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "include"))
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "plugins"))  # mlops_airflow
 
 
 def median_ms(fn, repeat: int) -> float:
@@ -68,10 +69,10 @@ def run(tmp: Path, repeat: int) -> None:
     from airflow.utils.session import create_session
     from mlops.hardware import HardwareProfile, probe
     from mlops.resources.pools import GIB, pool_plan
-    from operators.fair_share import FairShareWeight, pool_usage
-    from operators.pools import current_profile, current_thermal, sync_pools
+    from mlops_airflow.fair_share import FairShareWeight, pool_usage
+    from mlops_airflow.pools import current_profile, current_thermal, sync_pools
 
-    logging.getLogger("operators.pools").setLevel(logging.WARNING)
+    logging.getLogger("mlops_airflow.pools").setLevel(logging.WARNING)
     profile = current_profile()
     thermal = current_thermal()
     box = HardwareProfile(platform="linux", cpu_cores_physical=16, memory_total_bytes=64 * GIB,

@@ -6,7 +6,7 @@ line names the YAML file, line, column and field. Fixed files clear the error on
 next parse. Only validation runs here (no DAG is built): parsing stays cheap.
 """
 
-from operators.factory import collect_project_dags
+from mlops_airflow.dag_factory import collect_project_dags
 
 _projects = collect_project_dags(build=False)
 if _projects.errors:

@@ -5,6 +5,6 @@ validate are skipped here and reported by `project_errors.py`, so they never hid
 DAGs of the other projects.
 """
 
-from operators.factory import collect_project_dags
+from mlops_airflow.dag_factory import collect_project_dags
 
 globals().update(collect_project_dags().dags)

@@ -9,15 +9,12 @@ the pages to MLflow as a run of the `toolkit` experiment tagged `mlops.kind=repo
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
 if TYPE_CHECKING:
-    from airflow.sdk import DAG, Context
-
-DAG_ID = "toolkit__report"
+    from airflow.sdk import Context
 
 
 class ReportOperator(BaseOperator):
@@ -57,27 +54,3 @@ class ReportOperator(BaseOperator):
             "seconds": written.seconds,
             "mlflow_run_id": run_id,
         }
-
-
-def build_toolkit_report_dag() -> DAG:
-    """`toolkit__report`: daily (`MLOPS_REPORT_SCHEDULE`), active from the start (it only reads the projects' runs)."""
-    from airflow.sdk import DAG
-
-    from mlops.settings import get_settings
-    from operators.factory import START_DATE
-
-    with DAG(
-        dag_id=DAG_ID,
-        description="History report of every project (HTML), logged to MLflow; refreshes compare's verdicts",
-        schedule=get_settings().report_schedule,
-        start_date=START_DATE,
-        catchup=False,
-        max_active_runs=1,
-        tags=["mlops", "toolkit", "report"],
-        is_paused_upon_creation=False,
-        auto_register=False,  # dags/toolkit_report.py exports it by name
-        doc_md=__doc__,
-        default_args={"owner": "platform", "retries": 1, "retry_delay": timedelta(minutes=5)},
-    ) as dag:
-        ReportOperator(task_id="report", doc_md=ReportOperator.__doc__)
-    return dag

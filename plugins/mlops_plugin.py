@@ -1,20 +1,24 @@
 """The platform's one Airflow plugin: fair-share priority weights and hardware-sized pools.
 
-Loaded by every Airflow process (task processes too), so it only names things: the
-strategy class and the listener module import nothing heavy at module level.
+It registers what lives in the `mlops_airflow` package beside it (plugins/mlops_airflow/, imported
+through sys.path: Airflow puts this folder on it; plugins/.airflowignore keeps the loader from
+importing the package's files a second time under bare names). Loaded by every Airflow process
+(task processes too), so it only names things: the strategy classes and the listener module
+import nothing heavy at module level.
 """
 
 from __future__ import annotations
 
 from airflow.plugins_manager import AirflowPlugin
 
-from operators import listeners
-from operators.fair_share import FairShareWeight
+from mlops_airflow import listeners
+from mlops_airflow.fair_share import FairShareWeight, FormerPathWeight
 
 
 class MlopsPlugin(AirflowPlugin):
     name = "mlops"
-    # weight_rule="operators.fair_share.FairShareWeight"
-    priority_weight_strategies = [FairShareWeight]
+    # weight_rule="mlops_airflow.fair_share.FairShareWeight"; FormerPathWeight answers to its path before
+    # issue 16 (operators.fair_share.FairShareWeight), which DAG versions already in a metadata DB name
+    priority_weight_strategies = [FairShareWeight, FormerPathWeight]
     # scheduler start: size the pools; every DAG run start: re-read thermal, resize mlx_compute
     listeners = [listeners]

@@ -24,10 +24,11 @@ os.environ.pop("MLOPS_PROJECTS_DIR", None)
 os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
 os.environ["MLFLOW_LOG_UV_FILES"] = "false"
 
-from mlops.airflow_env import airflow_environment  # noqa: E402
+from mlops.airflow_env import airflow_environment, plugins_on_path  # noqa: E402
 from mlops.settings import get_settings  # noqa: E402
 
 os.environ.update(airflow_environment(get_settings()))
+plugins_on_path()  # `mlops_airflow` importable before Airflow is, as in every Airflow process
 
 
 def pytest_sessionfinish(session, exitstatus):

@@ -69,10 +69,10 @@ def test_plain_airflow_commands_with_only_airflow_home(tmp_path: Path):
 
     # The files parse at once; the DB lists DAGs after a parse (the dag-processor, or reserialize).
     local = json_rows(airflow(home, "dags", "list", "--local", "-o", "json"))
-    assert {row["dag_id"] for row in local} == {f"{PROJECT}__lifecycle"}
+    assert {row["dag_id"] for row in local} == {f"{PROJECT}__lifecycle", "toolkit__report"}
     airflow(home, "dags", "reserialize")
     listed = json_rows(airflow(home, "dags", "list", "-o", "json"))
-    assert {row["dag_id"] for row in listed} == {f"{PROJECT}__lifecycle"}
+    assert {row["dag_id"] for row in listed} == {f"{PROJECT}__lifecycle", "toolkit__report"}
 
     # The whole lifecycle runs, and the Python side (MLflow, DVC, BentoML) used the same state folder.
     out = airflow(home, "dags", "test", f"{PROJECT}__lifecycle", timeout=300)

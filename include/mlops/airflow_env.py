@@ -12,11 +12,15 @@ from __future__ import annotations
 
 import os
 import secrets
+import sys
 from collections.abc import MutableMapping
 from pathlib import Path
 
 from mlops import telemetry
 from mlops.settings import REPO_ROOT, Settings
+
+#: Airflow's plugins folder (airflow.cfg's plugins_folder): `mlops_plugin.py` and the `mlops_airflow` package.
+PLUGINS_DIR = REPO_ROOT / "plugins"
 
 
 def _secret(path: Path) -> str:
@@ -29,6 +33,13 @@ def _secret(path: Path) -> str:
 
 def _jwt_secret(settings: Settings) -> str:
     return _secret(settings.home / "secrets" / "jwt_secret")
+
+
+def plugins_on_path() -> None:
+    """Make `mlops_airflow` importable before Airflow is imported: append the plugins folder to sys.path,
+    as Airflow's settings do in every Airflow process (`prepare_syspath_for_config_and_plugins`)."""
+    if str(PLUGINS_DIR) not in sys.path:
+        sys.path.append(str(PLUGINS_DIR))
 
 
 def airflow_environment(settings: Settings, base: dict[str, str] | None = None) -> dict[str, str]:

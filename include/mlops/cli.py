@@ -239,23 +239,25 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _airflow_side(module: str):
-    """Import an Airflow-side CLI module after giving this process the platform's Airflow env."""
+    """Import an Airflow-side CLI module (the `mlops_airflow` package in plugins/) after giving this
+    process the platform's Airflow env."""
     import importlib
 
-    from mlops.airflow_env import airflow_environment
+    from mlops.airflow_env import airflow_environment, plugins_on_path
 
     os.environ.update(airflow_environment(get_settings()))  # before Airflow is imported
+    plugins_on_path()
     return importlib.import_module(module)
 
 
 def cmd_queue(argv: list[str]) -> int:
     """What every waiting task waits for (pool slots, thermal state, retry) and its position."""
-    return _airflow_side("operators.queue_view").main(argv)
+    return _airflow_side("mlops_airflow.queue_view").main(argv)
 
 
 def cmd_pools(argv: list[str]) -> int:
     """Size the mlx pools from the hardware and thermal state (`sync`), or show them."""
-    return _airflow_side("operators.pools_cli").main(argv)
+    return _airflow_side("mlops_airflow.pools_cli").main(argv)
 
 
 def cmd_worker(args: argparse.Namespace) -> int:

@@ -12,7 +12,7 @@ import pytest
 from training.test_family_sources import FAMILY_CODE
 
 from mlops.cli import main
-from operators.factory import collect_project_dags
+from mlops_airflow.dag_factory import collect_project_dags
 
 GOOD_BUILT_IN = "name: built_in_one\nmodel:\n  family: mlp_classifier\n"
 

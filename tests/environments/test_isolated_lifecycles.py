@@ -67,7 +67,7 @@ def test_conflicting_requirements_run_isolated_and_every_lifecycle_succeeds(airf
     from mlops.environments.cache import list_environments
     from mlops.environments.lock import lock_path, read_lock
     from mlops.settings import get_settings
-    from operators.factory import collect_project_dags
+    from mlops_airflow.dag_factory import collect_project_dags
 
     projects = tmp_path / "projects"
     yamls = {name: _project(projects, name, requirement) for name, requirement in PROJECTS.items()}

@@ -7,12 +7,12 @@ The same workload runs twice at once, in two one-slot pools:
 * control -- `ctla`/`ctlb` with Airflow's plain ``absolute`` weight rule in pool `fs_control`:
   whenever the slot frees, a priority-8 task is waiting, so every `ctlb` task waits for all
   of `ctla`'s;
-* fair share -- `fsa`/`fsb` with ``weight_rule="operators.fair_share.FairShareWeight"`` (the
+* fair share -- `fsa`/`fsb` with ``weight_rule="mlops_airflow.fair_share.FairShareWeight"`` (the
   `mlops` plugin from plugins/) in pool `mlx_compute`: `fsb` runs tasks long before `fsa`
   has run all of its.
 
 Airflow 3.3 computes a task instance's weight once, when the DAG run creates it (see
-operators/fair_share.py).  The workload is therefore realistic for that: DAG runs are
+plugins/mlops_airflow/fair_share.py).  The workload is therefore realistic for that: DAG runs are
 created over time (catch-up of an hourly schedule, at most 2 active runs per DAG, so a new
 run -- and its weight -- is made each time one finishes), as recurring project runs are.
 
@@ -53,7 +53,7 @@ class Work(BaseOperator):
 
 
 START = datetime(2026, 1, 1, tzinfo=timezone.utc)
-FAIR = "operators.fair_share.FairShareWeight"
+FAIR = "mlops_airflow.fair_share.FairShareWeight"
 
 
 def project(dag_id, priority, runs, pool, weight_rule):

@@ -77,7 +77,7 @@ def test_task_code_kept_out_of_airflows_db_reads_the_schedulers_snapshot(airflow
     import subprocess
     import sys
 
-    from operators.pool_refresher import PoolRefresher
+    from mlops_airflow.pool_refresher import PoolRefresher
 
     monkeypatch.setenv("MLOPS_HOME", str(tmp_path))
     script = (

@@ -99,7 +99,7 @@ def _ti(dag_id: str, priority: int):
 
 
 def test_strategy_weighs_with_the_db_usage(monkeypatch):
-    from operators import fair_share
+    from mlops_airflow import fair_share
 
     monkeypatch.setattr(
         fair_share, "cached_pool_usage", lambda pools, window, age: ({"hog": 90.0, "meek": 10.0}, {"hog", "meek"})
@@ -112,7 +112,7 @@ def test_strategy_weighs_with_the_db_usage(monkeypatch):
 
 
 def test_strategy_falls_back_to_plain_priority_when_the_db_fails(monkeypatch):
-    from operators import fair_share
+    from mlops_airflow import fair_share
 
     def broken(*args):
         raise RuntimeError("no database")
@@ -153,8 +153,8 @@ def test_pool_usage_on_a_real_db_equals_the_hand_computed_slot_seconds(airflow_d
     """Task instances with known pools, slots and times in Airflow's own DB; usage computed by hand."""
     import time
 
-    from operators import fair_share
-    from operators.fair_share import FairShareWeight, cached_pool_usage, pool_usage
+    from mlops_airflow import fair_share
+    from mlops_airflow.fair_share import FairShareWeight, cached_pool_usage, pool_usage
 
     monkeypatch.setattr(fair_share, "_cache", {})  # readings stamped by this test's clock stay in this test
 
@@ -213,9 +213,9 @@ def test_plugin_registers_the_strategy_by_import_path():
         _get_registered_priority_weight_strategy,
     )
     from airflow.task.priority_strategy import validate_and_load_priority_weight_strategy
-    from operators.fair_share import FairShareWeight
+    from mlops_airflow.fair_share import FairShareWeight
 
-    path = "operators.fair_share.FairShareWeight"
+    path = "mlops_airflow.fair_share.FairShareWeight"
     assert _get_registered_priority_weight_strategy(path) is FairShareWeight
     assert _encode_priority_weight_strategy(FairShareWeight()) == path
     assert _encode_priority_weight_strategy(path) == path
@@ -228,5 +228,7 @@ def test_plugin_fields():
 
     plugins = {p.name: p for p in plugins_manager._get_plugins()[0]}
     mlops = plugins["mlops"]
-    assert [c.__name__ for c in mlops.priority_weight_strategies] == ["FairShareWeight"]
-    assert [m.__name__ for m in mlops.listeners] == ["operators.listeners"]
+    assert [f"{c.__module__}.{c.__name__}" for c in mlops.priority_weight_strategies] == [
+        "mlops_airflow.fair_share.FairShareWeight", "operators.fair_share.FairShareWeight"  # + its path before issue 16
+    ]
+    assert [m.__name__ for m in mlops.listeners] == ["mlops_airflow.listeners"]

@@ -200,7 +200,7 @@ def count_pool_writes():
 
 
 def test_sync_pools_writes_and_follows_thermal(restore_pools, count_pool_writes):
-    from operators.pools import sync_pools
+    from mlops_airflow.pools import sync_pools
 
     box = cpu_box(16, 64)
     assert sync_pools(box, "nominal") == {MEMORY_POOL: 48, COMPUTE_POOL: 8}
@@ -225,7 +225,7 @@ def test_sync_pools_writes_and_follows_thermal(restore_pools, count_pool_writes)
 
 def test_sync_pools_joins_a_given_session(restore_pools):
     from airflow.utils.session import create_session
-    from operators.pools import sync_pools
+    from mlops_airflow.pools import sync_pools
 
     box = cpu_box(16, 64)
     sync_pools(box, "nominal")
@@ -237,7 +237,7 @@ def test_sync_pools_joins_a_given_session(restore_pools):
 
 def test_pools_follow_a_fake_sysfs_zone(restore_pools, tmp_path, monkeypatch):
     """MLOPS_HARDWARE_ROOT: `read_thermal` reads the fake tree, so does the sync (thermal=None)."""
-    from operators.pools import sync_pools
+    from mlops_airflow.pools import sync_pools
 
     monkeypatch.setenv("MLOPS_HARDWARE_ROOT", str(tmp_path))
     box = cpu_box(16, 64)
@@ -254,7 +254,7 @@ def test_listener_resizes_at_dag_run_start(restore_pools, tmp_path, monkeypatch)
 
     A reading is reused for THERMAL_MAX_AGE seconds of the listener's clock, here one moved by hand.
     """
-    from operators import listeners, pools
+    from mlops_airflow import listeners, pools
 
     now = [1000.0]
     monkeypatch.setenv("MLOPS_HARDWARE_ROOT", str(tmp_path))
@@ -291,7 +291,7 @@ def test_listener_resizes_at_dag_run_start(restore_pools, tmp_path, monkeypatch)
 def test_compute_slots_setting_replaces_the_hardware_base(restore_pools, tmp_path, monkeypatch):
     """MLOPS_COMPUTE_SLOTS: the compute pool's base whatever the cores; thermal scaling still applies."""
     from mlops.settings import Settings, SettingsError
-    from operators.pools import sync_pools
+    from mlops_airflow.pools import sync_pools
 
     monkeypatch.setenv("MLOPS_HARDWARE_ROOT", str(tmp_path))
     monkeypatch.setenv("MLOPS_COMPUTE_SLOTS", "4")
@@ -319,7 +319,7 @@ def test_compute_slots_setting_replaces_the_hardware_base(restore_pools, tmp_pat
 def test_pool_refresh_zero_turns_the_refresher_off(monkeypatch):
     """MLOPS_POOL_REFRESH_SECONDS=0 is documented as "only at DAG-run starts": accepted, and no thread starts."""
     from mlops.settings import Settings, SettingsError
-    from operators import listeners
+    from mlops_airflow import listeners
 
     assert Settings.from_env({"MLOPS_POOL_REFRESH_SECONDS": "0"}).pool_refresh_seconds == 0
     with pytest.raises(SettingsError, match="MLOPS_POOL_REFRESH_SECONDS='-1'"):
@@ -342,7 +342,7 @@ def test_pool_refresh_zero_turns_the_refresher_off(monkeypatch):
 
 
 def test_cli_sync_and_show(restore_pools, tmp_path, monkeypatch, capsys):
-    from operators.pools_cli import main
+    from mlops_airflow.pools_cli import main
 
     fake_thermal_zone(tmp_path, "critical")
     monkeypatch.setenv("MLOPS_HARDWARE_ROOT", str(tmp_path))
@@ -365,11 +365,11 @@ def test_cli_sync_and_show(restore_pools, tmp_path, monkeypatch, capsys):
 
 def test_refresher_follows_the_thermal_state_between_dag_runs(restore_pools, tmp_path, monkeypatch):
     """The scheduler's refresher thread shrinks the compute pool when the machine heats up, and restores it."""
-    import operators.pools
-    from operators.pool_refresher import PoolRefresher
+    import mlops_airflow.pools
+    from mlops_airflow.pool_refresher import PoolRefresher
 
     monkeypatch.setenv("MLOPS_HARDWARE_ROOT", str(tmp_path))
-    monkeypatch.setattr(operators.pools, "current_profile", lambda: cpu_box(16, 64))  # 8 compute slots when cool
+    monkeypatch.setattr(mlops_airflow.pools, "current_profile", lambda: cpu_box(16, 64))  # 8 compute slots when cool
     fake_thermal_zone(tmp_path, "nominal")
     refresher = PoolRefresher(interval=0.2)
     refresher.start()

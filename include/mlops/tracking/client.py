@@ -1,4 +1,5 @@
-"""Connect to MLflow: one experiment per project, and a fail-fast reachability check.
+"""Connect to MLflow: one experiment per project (described and tagged from its YAML), and a fail-fast
+reachability check.
 
 MLflow's HTTP client retries a dead server for minutes before it raises; a task should
 instead fail at once with the address and what to do, so `ensure_reachable` probes
@@ -10,10 +11,12 @@ from __future__ import annotations
 import os
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from mlops.config.schema import ProjectConfig
     from mlops.settings import Settings
 
 
@@ -75,22 +78,48 @@ def configure(settings: Settings) -> None:
     mlflow.set_registry_uri(settings.tracking_uri)
 
 
-def ensure_experiment(settings: Settings, project: str, tags: dict[str, str]) -> str:
-    """The project's experiment id (named after the project), created with its tags on first use."""
-    import mlflow
+def ensure_project_experiment(settings: Settings, config: ProjectConfig) -> str:
+    """The project's experiment id (named after the project), its description and filing tags in step with
+    the YAML (`mlops.tracking.metadata`): created with them on first use, then only what differs is written."""
+    from mlops.tracking.metadata import is_filing_key, project_metadata
 
-    experiment = mlflow.get_experiment_by_name(project)
-    if experiment is not None:
-        return experiment.experiment_id
-    # A local store needs an explicit artifact root (MLflow would use ./mlruns of the cwd);
-    # a tracking server decides its own.
-    location = None
-    if not settings.tracking_uri.startswith(("http://", "https://")):
-        location = Path(settings.artifacts_uri, project).resolve().as_uri()
-    try:
-        return mlflow.create_experiment(project, artifact_location=location, tags=tags)
-    except mlflow.exceptions.MlflowException:  # created by a concurrent task meanwhile
-        return mlflow.get_experiment_by_name(project).experiment_id
+    return _ensure(settings, config.name, project_metadata(config).experiment_tags(), owned=is_filing_key)
+
+
+def ensure_experiment(settings: Settings, name: str, tags: dict[str, str]) -> str:
+    """An experiment's id (e.g. the toolkit's), created with `tags` on first use; later calls set those of
+    `tags` that differ and leave its other tags as they are."""
+    return _ensure(settings, name, tags, owned=None)
+
+
+def _ensure(settings: Settings, name: str, tags: dict[str, str], owned: Callable[[str], bool] | None) -> str:
+    """Experiment `name`'s id, created with `tags`, or brought to them: set what differs, delete the stale
+    keys `owned` claims. One read when nothing changed."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    from mlops.tracking.metadata import tag_changes
+
+    client = MlflowClient()
+    experiment = client.get_experiment_by_name(name)
+    if experiment is None:
+        # A local store needs an explicit artifact root (MLflow would use ./mlruns of the cwd);
+        # a tracking server decides its own.
+        location = None
+        if not settings.tracking_uri.startswith(("http://", "https://")):
+            location = Path(settings.artifacts_uri, name).resolve().as_uri()
+        try:
+            return client.create_experiment(name, artifact_location=location, tags=tags)
+        except MlflowException:  # created by a concurrent task meanwhile: bring that one to the tags
+            experiment = client.get_experiment_by_name(name)
+            if experiment is None:
+                raise
+    to_set, to_delete = tag_changes(experiment.tags, tags, owned)
+    for key, value in to_set.items():
+        client.set_experiment_tag(experiment.experiment_id, key, value)
+    for key in to_delete:
+        client.delete_experiment_tag(experiment.experiment_id, key)
+    return experiment.experiment_id
 
 
 def tag_run(settings: Settings, run_id: str, tags: dict[str, str]) -> None:

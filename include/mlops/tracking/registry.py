@@ -1,31 +1,73 @@
-"""Register a run's model under the project's name, once per run, with compatibility tags."""
+"""Register a run's model under the project's name, once per run, with compatibility tags; the registered
+model itself carries the project's description and filing tags (`mlops.tracking.metadata`)."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
     from mlops.config.schema import ProjectConfig
     from mlops.settings import Settings
+    from mlops.tracking.metadata import ProjectMetadata
 
 
 def register_run_model(
     settings: Settings, project: str, run_id: str, model_uri: str, tags: dict[str, str]
 ) -> dict[str, Any]:
-    """Register `model_uri` as a version of model `project`; a retry returns the version already made."""
+    """Register `model_uri` as a version of model `project`; a retry returns the version already made.
+
+    The registered model gets the description and filing tags of the run's experiment, which training
+    brought in step with the project's YAML (`ensure_project_experiment`): one source, the same values.
+    A run of another experiment (not filed as this project's) leaves the registered model's metadata alone.
+    """
     import mlflow
     from mlflow import MlflowClient
 
     from mlops.tracking.client import configure
+    from mlops.tracking.metadata import metadata_of
 
     configure(settings)
     client = MlflowClient()
+    metadata = metadata_of(client.get_experiment(client.get_run(run_id).info.experiment_id).tags)
+    if metadata.belongs_to(project):
+        sync_registered_model(client, project, metadata)
     existing = client.search_model_versions(f"name = '{project}' and run_id = '{run_id}'")
     if existing:
         version = existing[0]
         return {"name": project, "version": int(version.version), "created": False, "run_id": run_id}
     version = mlflow.register_model(model_uri, project, tags=tags)
     return {"name": project, "version": int(version.version), "created": True, "run_id": run_id}
+
+
+def sync_registered_model(client: MlflowClient, name: str, metadata: ProjectMetadata) -> None:
+    """Create registered model `name` with the metadata, or bring it to it: write only what differs (an empty
+    description leaves the model's), remove filing tags the metadata no longer has."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import ALREADY_EXISTS, RESOURCE_ALREADY_EXISTS, RESOURCE_DOES_NOT_EXIST, ErrorCode
+
+    from mlops.tracking.metadata import is_filing_key, tag_changes
+
+    try:
+        model = client.get_registered_model(name)
+    except MlflowException as exc:
+        if exc.error_code != ErrorCode.Name(RESOURCE_DOES_NOT_EXIST):
+            raise
+        try:
+            client.create_registered_model(name, tags=metadata.tags, description=metadata.description or None)
+            return
+        except MlflowException as again:
+            if again.error_code not in (ErrorCode.Name(RESOURCE_ALREADY_EXISTS), ErrorCode.Name(ALREADY_EXISTS)):
+                raise
+        model = client.get_registered_model(name)  # registered by a concurrent task meanwhile
+    if metadata.description and (model.description or "") != metadata.description:
+        client.update_registered_model(name, description=metadata.description)
+    to_set, to_delete = tag_changes(model.tags, metadata.tags, is_filing_key)
+    for key, value in to_set.items():
+        client.set_registered_model_tag(name, key, value)
+    for key in to_delete:
+        client.delete_registered_model_tag(name, key)
 
 
 def version_tags(config: ProjectConfig, training: dict[str, Any]) -> dict[str, str]:

@@ -101,7 +101,7 @@ def train_project(
     from mlops.analytics.task_sampling import sampler_tags, task_sampler
     from mlops.hardware import probe
     from mlops.training.evaluate import gate_metric
-    from mlops.tracking.client import configure, ensure_experiment
+    from mlops.tracking.client import configure, ensure_project_experiment
     from mlops.tracking.pyfunc_model import MLXModel
     from mlops.training.artifacts import save_model
     from mlops.training.device import memory_limit, select_device
@@ -119,9 +119,7 @@ def train_project(
     hardware = probe()
     data = family.load_dataset(Path(data_path), hyperparameters, config.data.seed, config.data.val_fraction)
 
-    experiment_id = ensure_experiment(
-        settings, config.name, {"mlops.project": config.name, "mlops.owner": config.owner}
-    )
+    experiment_id = ensure_project_experiment(settings, config)  # described and tagged from the YAML
     mx.random.seed(config.training.seed)
     mx.reset_peak_memory()
     # The task declared its memory (and holds that many GB of the memory pool): keep MLX inside it.

@@ -30,7 +30,7 @@ def _airflow_env() -> None:
 def cmd_sync(args: argparse.Namespace) -> int:
     _airflow_env()
     from mlops.hardware import probe
-    from operators.pools import current_thermal, plan_now, write_pools
+    from mlops_airflow.pools import current_thermal, plan_now, write_pools
 
     profile = probe()
     thermal = current_thermal()
@@ -48,7 +48,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
 def cmd_show(args: argparse.Namespace) -> int:
     _airflow_env()
-    from operators.pools import read_pools
+    from mlops_airflow.pools import read_pools
 
     pools = read_pools([MEMORY_POOL, COMPUTE_POOL])
     if args.json:

@@ -158,7 +158,7 @@ def _ours(rows):
 
 
 def test_waiting_tasks_rows_reasons_and_positions(queue_db):
-    from operators.queue_view import waiting_tasks
+    from mlops_airflow.queue_view import waiting_tasks
 
     rows = _ours(waiting_tasks())
     assert set(rows) == {
@@ -203,7 +203,7 @@ def test_paused_dag_frees_its_slots_for_the_next_task(queue_db):
     from airflow.utils.session import create_session
     from sqlalchemy import update
 
-    from operators.queue_view import waiting_tasks
+    from mlops_airflow.queue_view import waiting_tasks
 
     with create_session() as session:
         session.execute(update(DagModel).where(DagModel.dag_id == "q_alpha__lifecycle").values(is_paused=True))
@@ -213,7 +213,7 @@ def test_paused_dag_frees_its_slots_for_the_next_task(queue_db):
 
 
 def test_cli_table_and_json(queue_db, capsys):
-    from operators.queue_view import main
+    from mlops_airflow.queue_view import main
 
     assert main([]) == 0
     table = capsys.readouterr().out.splitlines()
@@ -231,7 +231,7 @@ def test_cli_table_and_json(queue_db, capsys):
 
 
 def test_nothing_is_waiting(airflow_db, monkeypatch, capsys):
-    from operators import queue_view
+    from mlops_airflow import queue_view
 
     monkeypatch.setattr(queue_view, "waiting_tasks", lambda: [])
     assert queue_view.main([]) == 0

@@ -1,6 +1,6 @@
 """Keep the mlx pools following the thermal state while the scheduler runs.
 
-DAG-run starts already re-read the thermal state (see `operators.listeners`); this thread
+DAG-run starts already re-read the thermal state (see `mlops_airflow.listeners`); this thread
 covers the time in between, so a machine that heats up while tasks are queued gets a
 smaller compute pool within one interval, and its slots back when it cools. It lives in
 the scheduler (the process that may write the metadata DB), started and stopped by the
@@ -27,7 +27,7 @@ class PoolRefresher(threading.Thread):
 
     def run(self) -> None:
         from mlops.resources.pool_usage import SNAPSHOT_SECONDS
-        from operators.pools import current_thermal, sync_pools
+        from mlops_airflow.pools import current_thermal, sync_pools
 
         snapshot_due = time.monotonic()  # one at start, then every SNAPSHOT_SECONDS
         while True:

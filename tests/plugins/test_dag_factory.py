@@ -6,7 +6,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from mlops.config import parse_project_text
-from operators.factory import build_lifecycle_dag
+from mlops_airflow.dag_factory import build_lifecycle_dag
 
 YAML = """\
 name: factory_check
@@ -38,13 +38,13 @@ def test_tasks_carry_owner_retries_backoff_priority_and_docs():
     assert (evaluate.pool, evaluate.pool_slots) == ("mlx_compute", 1)
     for task in dag.tasks:
         assert task.owner == "team-a" and task.retries == 3 and task.retry_exponential_backoff == 2.0
-        assert task.priority_weight == 8 and task.weight_rule == "operators.fair_share.FairShareWeight" and task.doc_md
+        assert task.priority_weight == 8 and task.weight_rule == "mlops_airflow.fair_share.FairShareWeight" and task.doc_md
         assert task.max_retry_delay == timedelta(minutes=10)
     assert dag.get_task("version_artifacts").trigger_rule == "none_failed"
 
 
 def test_every_dag_of_a_project_is_active_unless_the_yaml_pauses_it():
-    from operators.factory import build_deploy_dag, build_monitor_dag
+    from mlops_airflow.dag_factory import build_deploy_dag, build_monitor_dag
 
     extra = "serving:\n  enabled: true\nmonitoring:\n  enabled: true\n"
     for yaml_text, paused in ((YAML + extra, False), (YAML + extra + "paused: true\n", True)):
@@ -56,7 +56,7 @@ def test_every_dag_of_a_project_is_active_unless_the_yaml_pauses_it():
 
 
 def test_validated_configs_are_reused_until_a_file_changes(tmp_path: Path):
-    from operators.factory import load_projects_cached
+    from mlops_airflow.dag_factory import load_projects_cached
 
     first = tmp_path / "a.yaml"
     first.write_text(YAML)
@@ -81,7 +81,9 @@ def test_building_dags_imports_no_hardware_reader():
 
     script = (
         "import sys\n"
-        "from operators.factory import collect_project_dags\n"
+        "from mlops.airflow_env import plugins_on_path\n"
+        "plugins_on_path()  # as Airflow's DAG parsers have it\n"
+        "from mlops_airflow.dag_factory import collect_project_dags\n"
         "result = collect_project_dags()\n"
         "assert result.dags and not result.errors, result.errors\n"
         "print(sorted(m for m in sys.modules if m.startswith('mlops.hardware')))\n"

@@ -1,10 +1,13 @@
 """The DAG factory: the only code that knows both the lifecycle plan and Airflow.
 
 `collect_project_dags` turns every project YAML into its `<name>__lifecycle` DAG (and its
-`<name>__deploy` DAG when serving is enabled) and
+`<name>__deploy` / `<name>__monitor` DAGs when serving / monitoring is enabled) and
 returns the errors of the files that could not be turned, so one broken YAML never
 hides another project's DAG (the loaders in dags/ decide how errors are surfaced).
-Operators are imported here; they import Airflow's SDK only, never the ML stack.
+`build_toolkit_report_dag` makes the toolkit-wide `toolkit__report` DAG.
+The files in dags/ import this module (Airflow puts plugins/ on sys.path in every process, the
+DAG parsers and task runners too); the plugin itself does not. Operators are imported inside the
+builders; they import Airflow's SDK only, never the ML stack.
 """
 
 from __future__ import annotations
@@ -54,7 +57,7 @@ def _default_args(config: ProjectConfig) -> dict:
         "priority_weight": config.priority,
         # Fair share: the project's priority, lowered while it used more than its share of the
         # mlx pools recently (see mlops.resources.fair_share; the plugin registers the strategy).
-        "weight_rule": "operators.fair_share.FairShareWeight",
+        "weight_rule": "mlops_airflow.fair_share.FairShareWeight",
     }
 
 
@@ -218,6 +221,33 @@ def build_monitor_dag(config: ProjectConfig, source: Path) -> DAG:
         retrain = Asset(name=f"{config.name}__retrain", uri=retrain_asset_uri(config.name))
         RetrainRequestOperator(report=report.output, outlets=[retrain], **common("request_retrain"))
         WebhookAlertOperator(report=report.output, retries=config.monitoring.alert_retries, **common("alert"))
+    return dag
+
+
+REPORT_DAG_ID = "toolkit__report"
+
+
+def build_toolkit_report_dag() -> DAG:
+    """`toolkit__report`: daily (`MLOPS_REPORT_SCHEDULE`), active from the start (it only reads the projects' runs)."""
+    from airflow.sdk import DAG
+
+    from mlops.settings import get_settings
+    from operators import report
+
+    with DAG(
+        dag_id=REPORT_DAG_ID,
+        description="History report of every project (HTML), logged to MLflow; refreshes compare's verdicts",
+        schedule=get_settings().report_schedule,
+        start_date=START_DATE,
+        catchup=False,
+        max_active_runs=1,
+        tags=["mlops", "toolkit", "report"],
+        is_paused_upon_creation=False,
+        auto_register=False,  # dags/toolkit_report.py exports it by name
+        doc_md=report.__doc__,
+        default_args={"owner": "platform", "retries": 1, "retry_delay": timedelta(minutes=5)},
+    ) as dag:
+        report.ReportOperator(task_id="report", doc_md=report.ReportOperator.__doc__)
     return dag
 
 

@@ -1,8 +1,10 @@
 """`FairShareWeight`: a priority weight strategy that shares the MLX pools between projects.
 
-Use it with ``weight_rule="operators.fair_share.FairShareWeight"`` (registered by the
+Use it with ``weight_rule="mlops_airflow.fair_share.FairShareWeight"`` (registered by the
 ``mlops`` plugin in ``plugins/mlops_plugin.py``; Airflow serializes a strategy by its import
 path, so it takes no constructor arguments -- tune it by subclassing the class attributes).
+Until issue 16 it lived in ``operators/``: :data:`FormerPathWeight` keeps the DAG versions a
+metadata DB holds from then readable.
 
 When Airflow 3.3 calls it (checked in the 3.3.2 source): ``get_weight`` runs when a task
 instance is *created* -- ``DagRun.verify_integrity`` at DAG-run creation (in the scheduler
@@ -134,3 +136,12 @@ class FairShareWeight(PriorityWeightStrategy):
             ti.dag_id, ti.task_id, priority, usage.get(project, 0.0), sum(usage.values()), len(active | {project}), weight,
         )
         return weight
+
+
+#: The same strategy under its path before it moved here (``operators.fair_share.FairShareWeight``, until
+#: issue 16), registered by the plugin too: Airflow keeps every DAG version it serialized (a DAG run stays
+#: on its version) and reads a weight rule back by that path, so an existing metadata DB's runs would
+#: otherwise fail to load. Nothing is importable from the old path; DAGs parsed now name the new one.
+FormerPathWeight: type[FairShareWeight] = type(
+    "FairShareWeight", (FairShareWeight,), {"__module__": "operators.fair_share", "__doc__": FairShareWeight.__doc__}
+)

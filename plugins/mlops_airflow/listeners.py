@@ -42,7 +42,7 @@ def _is_scheduler_job(component: object) -> bool:
 
 
 def _recent_thermal():
-    from operators.pools import current_thermal
+    from mlops_airflow.pools import current_thermal
 
     now = clock()
     if _thermal and now - _thermal[0][0] < THERMAL_MAX_AGE:
@@ -68,7 +68,7 @@ def on_starting(component) -> None:
     if not _is_scheduler_job(component):
         return
     try:
-        from operators.pools import current_profile, sync_pools
+        from mlops_airflow.pools import current_profile, sync_pools
 
         current_profile.cache_clear()
         profile = current_profile()  # fresh probe, cached for the DAG-run hook
@@ -85,7 +85,7 @@ _refresher: list = []  # the scheduler's PoolRefresher, if running
 
 def _start_refresher() -> None:
     from mlops.settings import get_settings
-    from operators.pool_refresher import PoolRefresher
+    from mlops_airflow.pool_refresher import PoolRefresher
 
     interval = get_settings().pool_refresh_seconds
     if interval > 0 and not _refresher:
@@ -103,7 +103,7 @@ def before_stopping(component) -> None:
 @hookimpl
 def on_dag_run_running(dag_run, msg) -> None:
     try:
-        from operators.pools import sync_pools
+        from mlops_airflow.pools import sync_pools
 
         thermal = _recent_thermal()
         slots = sync_pools(thermal=thermal, session=_session_of(dag_run))
