@@ -31,6 +31,21 @@ os.environ.update(airflow_environment(get_settings()))
 plugins_on_path()  # `mlops_airflow` importable before Airflow is, as in every Airflow process
 
 
+# Tests that start real servers or clusters (Airflow, Ray, the bench scripts' gateways): one xdist
+# worker runs them one after another, while the other worker takes the rest of the suite (`-n 2
+# --dist loadgroup` in pyproject's addopts). Two such tests at once on 2 cores would only slow each other.
+SERVER_TESTS = ("integration/", "serving/test_ray_deploy.py", "environments/test_isolated_lifecycles.py", "bench/")
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups into the node ids
+def pytest_collection_modifyitems(config, items):
+    tests = Path(__file__).resolve().parent
+    for item in items:
+        relative = Path(str(item.fspath)).resolve().relative_to(tests).as_posix()
+        if relative.startswith(SERVER_TESTS):
+            item.add_marker(pytest.mark.xdist_group("servers"))
+
+
 def pytest_sessionfinish(session, exitstatus):
     shutil.rmtree(_STATE, ignore_errors=True)
 
