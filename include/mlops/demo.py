@@ -48,6 +48,7 @@ def lifecycle_summary(settings: Settings, project: str) -> dict[str, Any]:
     import mlflow
     from mlflow import MlflowClient
 
+    from mlops.analytics import names
     from mlops.tracking.client import configure
 
     configure(settings)
@@ -66,7 +67,27 @@ def lifecycle_summary(settings: Settings, project: str) -> dict[str, Any]:
         "device": run.data.tags.get("mlops.device"),
         "registered_version": int(versions[0].version) if versions else None,
         "metrics": {k: v for k, v in sorted(run.data.metrics.items()) if k.startswith("eval_")},
+        "performance": {k: v for k, v in run.data.metrics.items() if k.startswith(names.PERF)},
+        "throughput_unit": run.data.tags.get(names.PERF_UNIT, "samples"),
+        "machine": run.data.tags.get(names.MACHINE, "unknown"),
     }
+
+
+def performance_line(summary: dict[str, Any]) -> str:
+    """The run's comparable figures in one line (those it has: power only where it was read)."""
+    from mlops.analytics import names
+
+    perf, unit = summary["performance"], summary["throughput_unit"]
+    parts = []
+    for key, template in (
+        (names.THROUGHPUT, "{:.0f} " + unit + "/s"), (names.STEP_TIME_MS, "step {:.2f} ms"),
+        (names.PEAK_MEMORY_MB, "peak {:.1f} MB"), (names.MODEL_FOOTPRINT_MB, "model {:.2f} MB"),
+        (names.CPU_UTILIZATION_MEAN, "CPU {:.0f} %"), (names.GPU_UTILIZATION_MEAN, "GPU {:.0f} %"),
+        (names.ENERGY_PER_SAMPLE_J, "{:.2g} J/" + unit.rstrip("s")),
+    ):
+        if key in perf:
+            parts.append(template.format(perf[key]))
+    return ", ".join(parts) or "not recorded"
 
 
 def run_demo(settings: Settings, project: str) -> int:
@@ -98,6 +119,9 @@ def run_demo(settings: Settings, project: str) -> int:
           f"Registered model      none: evaluation {summary['evaluation']}")
     for name, value in summary["metrics"].items():
         print(f"  {name:22}{value:.4f}")
+    print(f"Performance           {performance_line(summary)}")
+    print(f"                      on {summary['machine']}; compare techniques: .venv/bin/mlops compare, "
+          f"charts: .venv/bin/mlops report")
     config = load_project(source)
     if config.serving.enabled and registered:
         code = serve_demo(settings, project, airflow, env, log)

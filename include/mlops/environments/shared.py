@@ -78,18 +78,29 @@ _PREFIX = re.compile(r"^\s*(error:|cause:|caused by:|╰─▶|├─▶|[|│])
 
 
 def uv_reason(stderr: str) -> str:
-    """uv's error message on one line: the error and its causes, without hints or progress lines."""
-    lines, started = [], False
+    """uv's error message on one line: the error and its causes, without hints or progress lines.
+
+    uv wraps a long cause over several lines at the terminal's width: a line without a marker
+    (`error:`, `╰─▶`, ...) continues the one before it, whatever the width was."""
+    lines: list[str] = []
+    started = skipping = False
     for raw in stderr.splitlines():
         line = raw.strip()
         if line.lower().startswith("error:"):
             started = True
-        if not started or not line or line.lower().startswith("hint:"):
+        if not started or not line:
+            continue
+        marked = bool(_PREFIX.match(line)) or line.lower().startswith("hint:")
+        if marked:
+            skipping = line.lower().startswith("hint:")
+        if skipping:
             continue
         line = _PREFIX.sub("", line).strip()
-        if line and line not in _GENERIC:
-            lines.append(line.rstrip(".;:"))
-    text = "; ".join(lines) or stderr.strip() or "uv failed without a message"
+        if not marked and lines:  # the wrapped rest of the previous cause
+            lines[-1] = f"{lines[-1]} {line}"
+        elif line and line not in _GENERIC:
+            lines.append(line)
+    text = "; ".join(line.rstrip(".;:") for line in lines) or stderr.strip() or "uv failed without a message"
     return re.sub(r"\s+", " ", text)
 
 
