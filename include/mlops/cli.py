@@ -185,6 +185,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     passwords = settings.home / "airflow" / "simple_auth_manager_passwords.json.generated"
     password = json.loads(passwords.read_text()).get("admin", "?") if passwords.exists() else "(see the api-server log)"
     print(f"Airflow UI: http://{settings.bind_host}:{settings.airflow_port}  user admin, password {password}")
+    print(f"Dashboard:  http://{settings.bind_host}:{settings.airflow_port}/plugin/toolkit  (every project on one page; "
+          "the same Airflow login)")
     from mlops.tracking.client import mlflow_credentials
 
     login = mlflow_credentials(settings)

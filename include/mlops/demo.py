@@ -132,6 +132,7 @@ def run_demo(settings: Settings, project: str) -> int:
             if code:
                 return code
     print(f"\nOpen the UIs:  .venv/bin/mlops up   (Airflow http://{settings.bind_host}:{settings.airflow_port}, "
+          f"its Toolkit dashboard http://{settings.bind_host}:{settings.airflow_port}/plugin/toolkit, "
           f"MLflow http://{settings.bind_host}:{settings.mlflow_port}); stop them with .venv/bin/mlops down")
     return 0
 

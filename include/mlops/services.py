@@ -217,6 +217,10 @@ def mlflow_auth_environment(settings: Settings) -> dict[str, str]:
         f"database_uri = sqlite:///{settings.home / 'mlflow' / 'basic_auth.db'}\n"
         f"admin_username = {MLFLOW_USER}\n"
         "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+        # A checked login is kept 60 s (MLflow's own cache, off by default): without it every request pays a
+        # scrypt hash of the password, 0.1 s of CPU here (bench/dashboard.py). One worker: a password changed
+        # through MLflow's API applies at once; one changed in the user DB by hand, within 60 s.
+        "auth_cache_ttl_seconds = 60\n"
     )
     return {
         "MLFLOW_AUTH_CONFIG_PATH": str(config),

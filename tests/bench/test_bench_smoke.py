@@ -40,6 +40,7 @@ SMOKE: dict[str, tuple[str, ...]] = {
     "report.py": ("what", "total s", "collect s", "draw s", "toolkit page", "one project page", "mlops report"),
     "train_overhead.py": ("path", "median s", "tracked", "overhead"),
     "sampler.py": ("sampler", "median s", "own s", "wall time on/off", "sampler's own time"),
+    "dashboard.py": ("what", "median s", "x round trip", "build_overview", "build_project"),
     "capture_gc.py": ("GC", "capture off us", "capture on us", "added us"),
     "mlx_blas.py": ("configuration", "MLX GFLOP/s", "numpy GFLOP/s", "train samples/s"),
     "thermal_poll.py": ("what", "median µs", "x os.stat", "ThermalSensor.execute()"),

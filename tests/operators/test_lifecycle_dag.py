@@ -139,6 +139,10 @@ def test_lifecycle_registers_a_tagged_model(airflow_db, tmp_path: Path, monkeypa
     assert version.tags["dtype"] == "int4"  # quant_bits 4
     # The footprint tag is the size of the tensors in the saved safetensors file (read from its header).
     assert int(version.tags["memory_footprint_bytes"]) == safetensors_tensor_bytes(Path(training["model_dir"]) / "model.safetensors")
+    # The evaluation rides on the version too (the dashboard ranks versions without reading their runs).
+    assert (version.tags["mlops.quality_metric"], version.tags["mlops.quality_goal"]) == ("accuracy", "max")
+    assert float(version.tags["mlops.eval.accuracy"]) == metrics["eval_accuracy"]
+    assert float(version.tags["mlops.eval.loss"]) == metrics["eval_loss"]
 
     # build published the model asset with the version: what schedules the project's deploy DAG.
     assert model_asset_events(airflow_db, "smoke_ok") == [{"version": registered["version"], "bento": f"smoke_ok:v{registered['version']}"}]

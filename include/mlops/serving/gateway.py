@@ -123,9 +123,13 @@ class Metrics:
         self.buckets: dict[str, list[int]] = {}
         self.sums: dict[str, float] = {}
         self.counts: dict[str, int] = {}
+        self.predictions: dict[tuple[str, str], int] = {}  # (project, status) of predict requests
 
-    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+    def observe(self, method: str, route: str, status: int, seconds: float, project: str | None = None) -> None:
         with self._lock:
+            if project is not None:
+                key_p = (project, str(status))
+                self.predictions[key_p] = self.predictions.get(key_p, 0) + 1
             key = (route, method, str(status))
             self.requests[key] = self.requests.get(key, 0) + 1
             buckets = self.buckets.setdefault(route, [0] * len(LATENCY_BUCKETS))
@@ -149,6 +153,10 @@ class Metrics:
                     f'mlops_gateway_requests_total{{route="{label(route)}",method="{method}",status="{status}"}} {count}'
                 )
             lines += [
+                "# HELP mlops_gateway_predictions_total Predict requests by project and status (dashboards: errors per project).",
+                "# TYPE mlops_gateway_predictions_total counter",
+                *(f'mlops_gateway_predictions_total{{project="{label(project)}",status="{status}"}} {count}'
+                  for (project, status), count in sorted(self.predictions.items())),
                 "# HELP mlops_gateway_request_duration_seconds Request latency by route template.",
                 "# TYPE mlops_gateway_request_duration_seconds histogram",
             ]
@@ -260,7 +268,8 @@ class MetricsMiddleware:
             await self.app(scope, receive, send_status)
         finally:
             route = getattr(scope.get("route"), "path", None) or "unmatched"
-            self.metrics.observe(scope.get("method", ""), route, status, time.perf_counter() - start)
+            project = (scope.get("path_params") or {}).get("project") if route.endswith("/predict") else None
+            self.metrics.observe(scope.get("method", ""), route, status, time.perf_counter() - start, project)
 
 
 # --- input validation --------------------------------------------------------------------

@@ -70,6 +70,23 @@ def sync_registered_model(client: MlflowClient, name: str, metadata: ProjectMeta
         client.delete_registered_model_tag(name, key)
 
 
+#: Version tag prefix of the evaluation's figures (`mlops.eval.accuracy`): with the gate's metric and goal
+#: beside them (`mlops.quality_metric`, `mlops.quality_goal`, the run tags' names), a registry reader ranks
+#: the versions without reading their runs (the toolkit dashboard's overview, `mlops.dashboard.tracking`).
+EVAL_TAG = "mlops.eval."
+
+
+def evaluation_tags(evaluation: dict[str, Any]) -> dict[str, str]:
+    """Tags of a registered version from its evaluation: every figure `evaluate` returned, and the gate."""
+    from mlops.analytics import names
+
+    return {
+        names.QUALITY_METRIC: str(evaluation["metric"]),
+        names.QUALITY_GOAL: str(evaluation["goal"]),
+        **{f"{EVAL_TAG}{name}": repr(float(value)) for name, value in evaluation["metrics"].items()},
+    }
+
+
 def version_tags(config: ProjectConfig, training: dict[str, Any]) -> dict[str, str]:
     """Tags of a registered version: project, family, techniques and Apple Silicon compatibility."""
     return {
