@@ -48,12 +48,13 @@ def test_a_failed_build_is_not_kept():
 
 
 def test_a_stale_answer_comes_back_at_once_while_the_next_is_built():
-    clock, calls, gate = Clock(), [], threading.Event()
+    clock, calls, gate, rebuilding = Clock(), [], threading.Event(), threading.Event()
     cache = AnswerCache(fresh=5, stale=60, clock=clock)
 
     def build():
         calls.append(1)
         if len(calls) > 1:
+            rebuilding.set()
             gate.wait(30)  # the rebuild is slow: the asker must not wait for it
         return len(calls)
 
@@ -62,7 +63,8 @@ def test_a_stale_answer_comes_back_at_once_while_the_next_is_built():
     assert asyncio.run(cache.aget("overview", build)) == 1 and len(calls) == 1  # fresh: no build
     clock.now += 2
     assert asyncio.run(cache.aget("overview", build)) == 1  # stale: the old answer, a rebuild started
-    assert asyncio.run(cache.aget("overview", build)) == 1 and len(calls) == 2  # one rebuild in flight
+    assert rebuilding.wait(30)  # the rebuild runs on the cache's own thread
+    assert asyncio.run(cache.aget("overview", build)) == 1 and len(calls) == 2  # still one rebuild in flight
     gate.set()
     cache._executor.shutdown(wait=True)
     assert cache.get("overview", build) == 2 and len(calls) == 2  # the rebuilt answer, fresh again
