@@ -245,3 +245,35 @@ def test_an_unknown_project_is_404_with_a_suggestion(api, token):
     assert answer.json() == {"detail": f"no project 'dash_alpah' (did you mean '{VALID}'?)",
                              "suggestions": answer.json()["suggestions"]}
     assert answer.json()["suggestions"][0] == VALID
+
+
+def test_a_dashboard_stuck_on_its_reads_never_holds_airflows_own_routes(api, token, monkeypatch):
+    """More dashboard tabs than the dashboard has threads, each waiting on a read that does not return:
+    Airflow's own API (the UI's data) still answers, and the tabs get their answers once the read does."""
+    import threading
+
+    from mlops_airflow.dashboard import app as dashboard
+
+    gate, waiting = threading.Event(), threading.Semaphore(0)
+
+    def stuck_airflow_read():
+        waiting.release()
+        assert gate.wait(60), "the test never opened the gate"
+        from mlops_airflow.dashboard.airflow_state import read_airflow_state
+
+        return read_airflow_state()
+
+    monkeypatch.setattr(dashboard, "_APP", dashboard.create_app(read_airflow=stuck_airflow_read))
+    answers: list[int] = []
+    tabs = [threading.Thread(target=lambda path=path: answers.append(api.get(path, headers=_bearer(token)).status_code))
+            for path in ("/toolkit/api/overview", f"/toolkit/api/projects/{VALID}", "/toolkit/api/overview")]
+    for tab in tabs:
+        tab.start()
+    assert waiting.acquire(timeout=60)  # a dashboard read is under way and stuck
+    for path in ("/api/v2/version", "/api/v2/dags", "/api/v2/monitor/health"):
+        assert api.get(path, headers=_bearer(token)).status_code == 200, path
+    assert not gate.is_set() and answers == []  # Airflow answered while every tab still waited
+    gate.set()
+    for tab in tabs:
+        tab.join(60)
+    assert sorted(answers) == [200, 200, 200]
