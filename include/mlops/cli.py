@@ -300,6 +300,8 @@ def cmd_envs(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from mlops.resources.names import WORKER_CONCURRENCY
+
     parser = argparse.ArgumentParser(prog="mlops", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("validate", help="validate project YAMLs")
@@ -336,7 +338,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("status", help="which services run").set_defaults(func=cmd_status)
     p = sub.add_parser("worker", help="start a Celery worker on the queues this machine's hardware serves")
     p.add_argument("--dry-run", action="store_true", help="print the queues and the command only")
-    p.add_argument("--concurrency", type=int, default=1, help="tasks the worker runs at once (default 1: ML tasks are heavy)")
+    p.add_argument("--concurrency", type=int, default=WORKER_CONCURRENCY,
+                   help=f"tasks the worker runs at once (default {WORKER_CONCURRENCY}: ML tasks are heavy)")
     p.add_argument("--serve-logs", action="store_true", help="run Airflow's worker log server (listens on all interfaces)")
     p.set_defaults(func=cmd_worker)
     p = sub.add_parser("airflow", help="run an Airflow command with the platform's environment")

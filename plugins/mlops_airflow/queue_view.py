@@ -316,6 +316,11 @@ def build_parser() -> argparse.ArgumentParser:
         "its pool's slots, what it waits for and its place in the pool's queue.",
     )
     parser.add_argument("--json", action="store_true", help="print the rows as JSON")
+    parser.add_argument("--demand", action="store_true",
+                        help="instead: Celery workers each queue needs for all projects' queued and running tasks "
+                             "(the Helm chart's KEDA formula, mlops_airflow.worker_demand)")
+    parser.add_argument("--concurrency", type=int, default=None,
+                        help="with --demand: tasks one worker runs at once (default: `mlops worker`'s)")
     return parser
 
 
@@ -326,15 +331,17 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help (0) or a usage error (2)
         return int(exc.code) if isinstance(exc.code, int) else 2
+    from mlops_airflow.worker_demand import format_demand, worker_demand
+
     try:
-        rows = waiting_tasks()
+        rows = worker_demand(args.concurrency) if args.demand else waiting_tasks()
     except Exception as exc:  # noqa: BLE001 - e.g. DB not migrated: say so, no traceback
         print(f"{parser.prog}: error: cannot read Airflow's metadata DB: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     if args.json:
-        print(json.dumps(rows, indent=2))
+        print(json.dumps({"queues": rows} if args.demand else rows, indent=2))
     else:
-        print(format_table(rows))
+        print(format_demand(rows) if args.demand else format_table(rows))
     return 0
 
 

@@ -237,3 +237,31 @@ def test_nothing_is_waiting(airflow_db, monkeypatch, capsys):
     assert queue_view.main([]) == 0
     assert capsys.readouterr().out.strip() == "nothing is waiting"
     assert queue_view.format_table([]) == "nothing is waiting"
+
+
+def test_worker_demand_counts_queued_and_running_tasks_per_queue(queue_db, capsys):
+    """All projects' tasks together, per queue: ceil((queued + running) / worker concurrency), the formula
+    Airflow's Helm chart gives KEDA; scheduled, deferred and retrying tasks hold no worker and do not count."""
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+    from sqlalchemy import update
+
+    from mlops_airflow.queue_view import main
+    from mlops_airflow.worker_demand import worker_demand
+
+    runs = queue_db["runs"]
+    moved = {("q_gamma__lifecycle", 1, "train"), ("q_alpha__lifecycle", 2, "evaluate"),  # running, queued
+             ("q_beta__lifecycle", 1, "train"), ("q_beta__lifecycle", 2, "thermal_gate")}  # scheduled, deferred
+    with create_session() as session:
+        for dag_id, n, task_id in moved:
+            session.execute(update(TaskInstance).where(
+                TaskInstance.dag_id == dag_id, TaskInstance.run_id == runs[(dag_id, n)], TaskInstance.task_id == task_id,
+            ).values(queue="demand_test_gpu"))
+    (row,) = [r for r in worker_demand(concurrency=1) if r["queue"] == "demand_test_gpu"]
+    assert row == {"queue": "demand_test_gpu", "queued": 1, "running": 1, "worker_concurrency": 1, "workers_needed": 2}
+    assert main(["--demand", "--json", "--concurrency", "16"]) == 0
+    (row,) = [r for r in json.loads(capsys.readouterr().out)["queues"] if r["queue"] == "demand_test_gpu"]
+    assert (row["worker_concurrency"], row["workers_needed"]) == (16, 1)
+    assert main(["--demand"]) == 0
+    table = capsys.readouterr().out
+    assert table.splitlines()[0].split()[:2] == ["QUEUE", "QUEUED"] and "demand_test_gpu" in table

@@ -179,6 +179,25 @@ def test_probes_and_metrics(client):
     assert {kind for kind, _ in batched} == {"batches", "batched_requests"}
     counts = dict((kind, int(n)) for kind, n in batched)
     assert 1 <= counts["batches"] <= counts["batched_requests"]
+    # per project and status (the toolkit dashboard's errors and rejected counts)
+    predictions = rf'mlops_gateway_predictions_total\{{project="{MLP}",status="(\d+)"\}} (\d+)'
+    assert {status: int(n) for status, n in re.findall(predictions, after)}["422"] >= 1
+    assert re.search(r"^mlops_serving_memory_budget_bytes \d+$", after, re.M)  # the serving budget, for autoscalers
+
+
+def test_serving_memory_reserved_per_project_against_the_budget():
+    from mlops.serving.gateway import render_serving_memory
+    from mlops.serving.routes import Route
+
+    routes = {"b": Route("b", 2, "http://x", replicas={"min": 1, "max": 3, "memory_bytes": 100}),
+              "a": Route("a", 1, "http://y", replicas={})}
+    assert render_serving_memory(routes, 1000).splitlines()[2:] == [
+        "mlops_serving_memory_budget_bytes 1000",
+        "# HELP mlops_serving_memory_reserved_bytes Max replicas x memory per replica of each deployed project.",
+        "# TYPE mlops_serving_memory_reserved_bytes gauge",
+        'mlops_serving_memory_reserved_bytes{project="a"} 0',
+        'mlops_serving_memory_reserved_bytes{project="b"} 300',
+    ]
 
 
 def test_readyz_is_503_without_models(tmp_path):

@@ -15,6 +15,10 @@ COMPUTE_POOL = "mlx_compute"
 
 QUEUES = {"any": "default", "apple_silicon": "apple_silicon", "gpu": "gpu"}
 
+#: Tasks one Celery worker runs at once, the default of `mlops worker --concurrency` (ML tasks are heavy), and
+#: what `mlops queue --demand` divides by unless told otherwise: one number for the workers and their scaling.
+WORKER_CONCURRENCY = 1
+
 
 def memory_slots(memory_gb: float) -> int:
     """Pool slots a task declaring `memory_gb` takes (whole GB, at least one)."""

@@ -172,6 +172,23 @@ class Metrics:
         return "\n".join(lines) + "\n"
 
 
+def render_serving_memory(routes: dict[str, Any], budget_bytes: int) -> str:
+    """The serving memory every deployed project may take (its replicas' upper bound x each one's memory, as
+    the deployer sized them) against the shared budget: what an autoscaler of serving nodes watches."""
+    lines = [
+        "# HELP mlops_serving_memory_budget_bytes Memory all served replicas together may use (MLOPS_SERVING_MEMORY_GB).",
+        "# TYPE mlops_serving_memory_budget_bytes gauge",
+        f"mlops_serving_memory_budget_bytes {budget_bytes}",
+        "# HELP mlops_serving_memory_reserved_bytes Max replicas x memory per replica of each deployed project.",
+        "# TYPE mlops_serving_memory_reserved_bytes gauge",
+    ]
+    for project, route in sorted(routes.items()):
+        replicas = route.replicas or {}
+        reserved = int(replicas.get("max", 0) or 0) * int(replicas.get("memory_bytes", 0) or 0)
+        lines.append(f'mlops_serving_memory_reserved_bytes{{project="{project}"}} {reserved}')
+    return "\n".join(lines) + "\n"
+
+
 def render_gc() -> str:
     """Python's collector: full collections (each walks every unfrozen object) and what is frozen."""
     import gc
@@ -739,6 +756,7 @@ def create_app(
         text += render_gc()
         text += render_batching(gateway.batchers, gateway.route_batchers)
         text += render_scans(gateway.scans)
+        text += render_serving_memory(gateway.routes.current(), gateway.settings.serving_memory_bytes)
         return PlainTextResponse(text, media_type="text/plain; version=0.0.4; charset=utf-8")
 
     @app.get("/v1/models", dependencies=[Depends(require_key)])
