@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 
-import importlib.util
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -26,8 +25,6 @@ BROKEN_YAML = f"name: {BROKEN}\nowner: dash-team\nmodel:\n  family: mlp_classifi
 LIFECYCLE = f"{VALID}__lifecycle"
 RUNS = ("dash_run_1", "dash_run_2", "dash_run_3")  # oldest first
 POOL = "dash_pool"
-LIBRARY = importlib.util.find_spec("mlops.dashboard.overview") is not None
-needs_library = pytest.mark.skipif(not LIBRARY, reason="mlops.dashboard.overview (the library) is not there yet")
 
 
 @pytest.fixture(scope="module")
@@ -207,7 +204,6 @@ def test_the_airflow_state_reader_against_the_real_db(airflow_rows):
     assert read_airflow_state(runs_per_dag=1).dag_runs[LIFECYCLE][0].run_id == RUNS[-1]
 
 
-@needs_library
 def test_the_overview_api_answers_the_spec(api, token):
     answer = api.get("/toolkit/api/overview", headers=_bearer(token))
     assert answer.status_code == 200, answer.text
@@ -225,7 +221,6 @@ def test_the_overview_api_answers_the_spec(api, token):
     assert projects[BROKEN]["valid"] is False and projects[BROKEN]["errors"]
 
 
-@needs_library
 def test_the_project_api_and_its_yaml_errors(api, token):
     alpha = api.get(f"/toolkit/api/projects/{VALID}", headers=_bearer(token))
     assert alpha.status_code == 200, alpha.text
@@ -238,7 +233,6 @@ def test_the_project_api_and_its_yaml_errors(api, token):
     assert any(e["line"] == 6 and "epochs" in (e["field"] or "") for e in broken["yaml"]["errors"]), broken["yaml"]
 
 
-@needs_library
 def test_an_unknown_project_is_404_with_a_suggestion(api, token):
     answer = api.get("/toolkit/api/projects/dash_alpah", headers=_bearer(token))
     assert answer.status_code == 404
