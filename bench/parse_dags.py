@@ -1,8 +1,8 @@
 """Parse time of dags/ with N project YAMLs against the floor: the same DAGs written by hand.
 
 Projects: the shipped projects/*.yaml, cycled and renamed (`<name>_0000`, ...), so N=9 is the
-shipped set and larger N keep its mix (1 in 9 with serving and monitoring: 11 DAGs and 70 tasks
-per 9 projects).
+shipped set and larger N keep its mix (1 in 9 with serving and monitoring, 1 in 9 federated: 11 DAGs
+and 93 tasks per 9 projects, plus toolkit__report once).
 
 Ours: Airflow's DagBag parses dags/ (project_lifecycles.py + project_errors.py) with
 MLOPS_PROJECTS_DIR pointing at the N YAMLs: YAML load + pydantic validation + family checks,
@@ -10,15 +10,20 @@ then the factory's DAGs.
 
 The floor is what Airflow needs anyway for the same DAGs: one small hand-written .py file per
 project, with no YAML and no validation, defining exactly the DAGs and tasks the platform
-generates for that project (`<name>__lifecycle`, 7 tasks; `__deploy`, 1 task, and
-`__monitor`, 6 tasks, where the YAML enables serving / monitoring), and the toolkit's
-`toolkit__report` (1 task) once, with the same features:
+generates for that project (`<name>__lifecycle`, 7 tasks, or with `federated:` partition_data,
+start_federation, a TaskGroup `round_<r>` per round holding `train_<client>` per client (time
+limit, node queues) and `aggregate`, publish_model and participation: 30 tasks for the shipped
+4 rounds x 4 clients; `__deploy`, 1 task, and `__monitor`, 6 tasks, where the YAML enables
+serving / monitoring), and the toolkit's `toolkit__report` (1 task) once, with the same features:
 dag/task ids, schedules (asset, asset-or-time, cron/preset), params, default_args (retries,
 backoff, priority, weight rule), tags, doc_md texts, pools/slots/queues, trigger rules,
-XComArg inputs (`.output`), asset outlets, a sensor for the thermal gate, failure callbacks.
+execution_timeout, TaskGroups, XComArg inputs (`.output`), asset outlets, a sensor for the
+thermal gate, failure callbacks.
 Its operators are minimal BaseOperator / BaseSensorOperator subclasses in one shared module (as
 a hand-written deployment would keep them), not ours. The run asserts that both sides hold the
-same DAG ids with the same number of tasks.
+same DAG ids, and in each the same task ids with the same upstream tasks (explicit and XCom
+inputs), pool, pool slots, queue, trigger rule, execution_timeout, TaskGroup, retries and outlets
+(collected once per size in the untimed warm-up parse).
 
 How each side is parsed: DagBag in a fresh interpreter that has imported Airflow and then
 `gc.freeze()`s its heap, as the dag-processor's manager does before it forks a process per DAG
@@ -67,8 +72,16 @@ MEASURE = textwrap.dedent(
     bag = DagBag(dag_folder=sys.argv[1])
     t2, c2 = time.perf_counter(), time.process_time()
     assert not bag.import_errors, bag.import_errors
+
+    def task(t):  # what both sides must agree on, per task (untimed)
+        return [t.task_id, sorted(t.upstream_task_ids), t.pool, t.pool_slots, t.queue, str(t.trigger_rule),
+                t.execution_timeout and t.execution_timeout.total_seconds(), t.task_group and t.task_group.group_id,
+                t.retries, sorted(a.name for a in t.outlets)]
+
     print(json.dumps({"import_s": t1 - t0, "parse_s": t2 - t1, "cpu_s": c2 - c1,
-                      "shape": {d: len(bag.dags[d].tasks) for d in sorted(bag.dag_ids)}}))
+                      "shape": {d: len(bag.dags[d].tasks) for d in sorted(bag.dag_ids)},
+                      "structure": {d: sorted(task(t) for t in bag.dags[d].tasks) for d in sorted(bag.dag_ids)}
+                                   if "--structure" in sys.argv else None}))
     """
 )
 
@@ -122,6 +135,42 @@ def _schedule_source(config) -> tuple[str, str]:
     return lifecycle, repr(config.monitoring.schedule)
 
 
+def federated_source(config, place) -> str:
+    """A federated lifecycle's `train` part, by hand: partition_data, start_federation, TaskGroups
+    `round_<r>` (`train_<client>` each + `aggregate`), publish_model (named `train` below, as its
+    result stands for train's) and participation, wired and placed as the factory's `_federated_rounds`."""
+    from mlops.federated.plan import client_names, client_queue
+
+    f = config.federated
+    clients = client_names(config)
+    queues = {c: client_queue(config, c) for c in clients}
+    client_place, queues_line = place("train_client"), ""
+    if any(queues.values()):  # nodes: each client on its node's queue (the plan gives them no pool)
+        client_place += ", queue=QUEUES[client]"
+        queues_line = f"    QUEUES = {queues!r}\n"
+    return f'''\
+    partition_data = Step(task_id="partition_data", inputs=pull_data.output, {place("partition_data")})
+    start_federation = Step(task_id="start_federation", inputs=[pull_data.output, partition_data.output],
+                            {place("start_federation")})
+    pull_data >> partition_data >> thermal_gate >> start_federation
+    CLIENTS = {clients!r}
+{queues_line}\
+    clients, previous = [], start_federation
+    for r in range(1, {f.rounds + 1}):
+        with TaskGroup(f"round_{{r}}", tooltip=f"Round {{r}} of {f.rounds}: clients, then FedAvg"):
+            for client in CLIENTS:
+                clients.append(Step(task_id=f"train_{{client}}", inputs=[start_federation.output, partition_data.output, client, r],
+                                    execution_timeout=timedelta(seconds={f.round_timeout_s!r}), {client_place}))
+                previous >> clients[-1]
+            aggregate = Step(task_id="aggregate", inputs=[start_federation.output, pull_data.output, r], {place("aggregate")})
+            previous >> aggregate
+        previous = aggregate
+    train = Step(task_id="publish_model", inputs=[start_federation.output, pull_data.output], {place("publish_model")})
+    previous >> train
+    clients >> Step(task_id="participation", inputs=start_federation.output, {place("participation")})
+'''
+
+
 def floor_source(config, source: Path) -> str:
     """One project's DAGs, written out by hand (literals only; the plans only supply the doc texts)."""
     from mlops.lifecycle import deploy_plan, lifecycle_plan, model_asset_uri, monitor_plan, retrain_asset_uri
@@ -143,11 +192,18 @@ def floor_source(config, source: Path) -> str:
 
     lifecycle_schedule, monitor_schedule = _schedule_source(config)
     sch = config.scheduling
+    if config.federated is None:
+        training = f'''\
+    train = Step(task_id="train", inputs=pull_data.output, {place("train")})
+    pull_data >> thermal_gate >> train
+'''
+    else:
+        training = federated_source(config, place)
     text = f'''\
 """Hand-written DAGs of {name} (floor for bench/parse_dags.py)."""
 from datetime import datetime, timedelta, timezone
 
-from airflow.sdk import DAG, Asset, AssetOrTimeSchedule, CronTriggerTimetable, Param
+from airflow.sdk import DAG, Asset, AssetOrTimeSchedule, CronTriggerTimetable, Param{", TaskGroup" if config.federated else ""}
 
 from floor_ops import Gate, Step
 
@@ -169,12 +225,12 @@ with DAG(
     pull_data = Step(task_id="pull_data", inputs="{{{{ params.data_version or '' }}}}", {place("pull_data")})
     thermal_gate = Gate(task_id="thermal_gate", threshold={sch.thermal_threshold!r}, poke_interval={sch.thermal_poll_seconds},
                         timeout={sch.thermal_timeout_seconds}, doc_md={steps["thermal_gate"].doc!r})
-    train = Step(task_id="train", inputs=pull_data.output, {place("train")})
+{training}\
     evaluate = Step(task_id="evaluate", inputs=[pull_data.output, train.output], {place("evaluate")})
     register = Step(task_id="register", inputs=[train.output, evaluate.output], {place("register")})
     build = Step(task_id="build", inputs=register.output, outlets=[MODEL], {place("build")})
     version_artifacts = Step(task_id="version_artifacts", inputs=train.output, {place("version_artifacts")})
-    pull_data >> thermal_gate >> train >> evaluate >> register >> build >> version_artifacts
+    train >> evaluate >> register >> build >> version_artifacts
 '''
     if config.serving.enabled:
         (step,) = deploy_plan(config)
@@ -208,8 +264,12 @@ with DAG(
     return text
 
 
-def measure(dag_folder: Path, env: dict[str, str]) -> dict:
-    done = subprocess.run([sys.executable, "-c", MEASURE, str(dag_folder)], env=env, capture_output=True, text=True)
+def measure(dag_folder: Path, env: dict[str, str], structure: bool = False) -> dict:
+    """One DagBag parse of `dag_folder` in a fresh interpreter; with `structure`, also every task's
+    ids, upstream ids (XCom inputs included), pool, slots, queue, trigger rule, time limit, TaskGroup,
+    retries and outlets, collected after the timed parse."""
+    argv = [str(dag_folder), *(["--structure"] if structure else [])]
+    done = subprocess.run([sys.executable, "-c", MEASURE, *argv], env=env, capture_output=True, text=True)
     if done.returncode:
         raise SystemExit(done.stderr[-3000:])
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -230,6 +290,20 @@ TOOLKIT_FLOOR = textwrap.dedent(
         Step(task_id="report")
     '''
 )
+
+
+def check_same(ours: dict, floor: dict) -> None:
+    """The floor must hold the same DAGs, and in each the same tasks with the same wiring and placement."""
+    if ours == floor:
+        return
+    lines = [f"DAGs only in ours: {sorted(set(ours) - set(floor))}, only in the floor: {sorted(set(floor) - set(ours))}"]
+    for dag_id in sorted(set(ours) & set(floor)):
+        a, b = ({t[0]: t for t in side[dag_id]} for side in (ours, floor))
+        for task_id in sorted(set(a) | set(b)):
+            if a.get(task_id) != b.get(task_id):
+                lines.append(f"{dag_id}: ours {a.get(task_id)} != floor {b.get(task_id)}")
+    raise SystemExit("the floor differs from our DAGs (task_id, upstream, pool, slots, queue, trigger rule, "
+                     "execution_timeout, group, retries, outlets):\n" + "\n".join(lines[:40]))
 
 
 def write_projects(n: int, projects: Path, floor: Path) -> None:
@@ -279,8 +353,11 @@ def main(counts: list[int], repeat: int = 1) -> None:
             # Bytecode under our control (not whatever __pycache__ folders the tree holds): one untimed
             # parse of each side writes every .pyc into `warm`; `cold` drops ours and the DAG files'.
             warm_up = {k: v for k, v in env.items() if k != "PYTHONDONTWRITEBYTECODE"}
-            for folder in (REPO / "dags", floor):
-                measure(folder, {**warm_up, "PYTHONPYCACHEPREFIX": str(warm)})
+            ours_dags, floor_dags = (
+                measure(folder, {**warm_up, "PYTHONPYCACHEPREFIX": str(warm)}, structure=True)["structure"]
+                for folder in (REPO / "dags", floor)
+            )
+            check_same(ours_dags, floor_dags)
             cold_copy(warm, cold, tmp)
             runs: dict[tuple[str, str], list[dict]] = {}
             for _ in range(repeat):  # alternate, so drift in the machine's load hits both sides

@@ -53,10 +53,13 @@ class DVCVersionArtifactsOperator(ProjectOperator):
         self.training = training
 
     def execute(self, context: Context) -> dict[str, Any]:
+        from mlops.data.local_copies import model_folder
         from mlops.data.model_artifacts import version_model_artifacts
         from mlops.tracking.client import tag_run
 
         settings = self.settings()
+        # train may have run on another machine: bring its model here first (no-op when it is here)
+        model_folder(settings, self.config.name, self.training["run_id"], self.training["model_uri"])
         result = version_model_artifacts(settings, self.config.name)
         tag_run(settings, self.training["run_id"], {"mlops.model_dvc_version": result["version"]})
         self.log.info("model artifacts version %s pushed to %s", result["version"], result["remote"])

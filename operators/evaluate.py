@@ -22,7 +22,7 @@ class MLXEvaluateOperator(ProjectOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         result = self.run_step(
             "mlops.training.isolated:evaluate",
-            data_path=self.data["path"], run_id=self.training["run_id"], model_path=self.training["model_dir"],
+            data_version=self.data["version"], run_id=self.training["run_id"], model_uri=self.training["model_uri"],
         )
         verdict = "passes" if result["passed"] else "FAILS"
         self.log.info("%s = %.4f %s threshold %s", result["metric"], result["value"], verdict, result["threshold"])

@@ -26,6 +26,25 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def free_port_run(count: int = 3) -> int:
+    """A loopback port free with the `count - 1` after it (Ray's head binds MLOPS_RAY_PORT and the next two)."""
+    import contextlib
+
+    for _ in range(100):
+        port = free_port()
+        if port + count - 1 > 65535:
+            continue
+        with contextlib.ExitStack() as held:
+            try:
+                for other in range(port + 1, port + count):
+                    sock = held.enter_context(socket.socket())
+                    sock.bind(("127.0.0.1", other))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError(f"no {count} consecutive free loopback ports")
+
+
 def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 1.0) -> Any:
     """Poll `predicate` until it returns something truthy; fail naming `what` after `timeout` s."""
     deadline = time.monotonic() + timeout
@@ -35,6 +54,28 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: 
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def airflow_api(port: int, path: str, body: dict | None = None, token: str | None = None) -> dict:
+    """One JSON call to the api-server on 127.0.0.1:`port` (POST when `body` is given)."""
+    import json
+    import urllib.request
+
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}",
+        data=json.dumps(body).encode() if body is not None else None,
+        headers={"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
+def airflow_api_up(port: int) -> bool:
+    """The api-server answers and its metadata DB is healthy."""
+    try:
+        return airflow_api(port, "/api/v2/monitor/health")["metadatabase"]["status"] == "healthy"
+    except OSError:
+        return False
 
 
 def sqlite_rows(db: Path, sql: str, *args: Any) -> list[tuple]:
@@ -292,6 +333,58 @@ def pg_rows(dsn: str, sql: str, *args: Any) -> list[tuple]:
         conn.close()
 
 
+def pg_create_database(dsn: str, name: str) -> str:
+    """Create database `name` in the PostgreSQL cluster of `dsn` (as postgres_server yields); returns its dsn."""
+    import psycopg2
+
+    user, _, rest = dsn.partition("@")
+    hostport, _, _ = rest.partition("/")
+    host, _, port = hostport.partition(":")
+    conn = psycopg2.connect(host=host, port=int(port), user=user, dbname="postgres", connect_timeout=5)
+    conn.autocommit = True  # CREATE DATABASE cannot run in a transaction
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        conn.close()
+    return f"{user}@{hostport}/{name}"
+
+
+@contextlib.contextmanager
+def mlflow_server(tmp_path: Path, backend_store_uri: str, wait: bool = True) -> Iterator[dict[str, Any]]:
+    """`mlflow server` on 127.0.0.1:<free port> over `backend_store_uri`, serving artifacts itself
+    (--serve-artifacts into tmp_path/mlflow-artifacts): clients reach artifacts over HTTP only, as a
+    second machine would. No login. Stopped by PID. Yields {"uri", "port", "artifacts", "pid", "proc", "log",
+    "wait"}: with wait=False it yields at once (it takes 15-20 s to answer: start other things meanwhile)
+    and the caller calls `wait()` before using it."""
+    port = free_port()
+    artifacts = tmp_path / "mlflow-artifacts"
+    log = tmp_path / "mlflow-server.log"
+    argv = [str(Path(sys.executable).with_name("mlflow")), "server", "--host", "127.0.0.1", "--port", str(port),
+            "--workers", "1", "--backend-store-uri", backend_store_uri, "--serve-artifacts",
+            "--artifacts-destination", str(artifacts)]
+    env = {"PATH": os.defpath, "HOME": str(tmp_path), "MLFLOW_DISABLE_TELEMETRY": "true"}
+    proc = _popen_logged(argv, log, env=env, cwd=tmp_path)
+    try:
+        uri = f"http://127.0.0.1:{port}"
+
+        def ready() -> None:
+            _wait_http(proc, f"{uri}/health", log, "mlflow server", timeout=120)
+
+        if wait:
+            ready()
+        yield {"uri": uri, "port": port, "artifacts": artifacts, "pid": proc.pid, "proc": proc, "log": log, "wait": ready}
+    finally:
+        _stop(proc, timeout=15)
+
+
+def env_hostname() -> str:
+    """The host name Airflow records for a process's tasks (task_instance.hostname) when
+    AIRFLOW__CORE__HOSTNAME_CALLABLE is "mlops_testing.env_hostname" (tests/ on PYTHONPATH):
+    $MLOPS_TEST_HOSTNAME, so two workers on one machine show as two machines."""
+    return os.environ["MLOPS_TEST_HOSTNAME"]
+
+
 @contextlib.contextmanager
 def redis_server(tmp_path: Path) -> Iterator[dict[str, Any]]:
     """A Redis on 127.0.0.1:<free port>, no persistence, no unix socket; stopped by PID (SIGTERM)."""
@@ -336,6 +429,24 @@ def airflow_processes(
     finally:
         for proc in reversed(list(procs.values())):
             _stop(proc)
+
+
+def stop_together(procs: list[subprocess.Popen], timeout: float = 30, twice: tuple[subprocess.Popen, ...] = ()) -> None:
+    """Stop several processes (each the leader of its own session) at once: SIGTERM to every group, then
+    wait, SIGKILL after `timeout`, and whatever of their sessions is left (the `_stop` of each, in the time
+    of the slowest instead of the sum). `twice`: those get a second SIGTERM a second later, which ends
+    their graceful wait (Airflow's triggerer waits 10 s for its trigger runner, uvicorn for open connections)."""
+    for proc in procs:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+    if twice:
+        time.sleep(1)
+        for proc in twice:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    for proc in procs:
+        _stop(proc, 0, timeout=max(0.1, deadline - time.monotonic()))  # signal 0: signalled above already
 
 
 def descendants() -> list[Any]:

@@ -70,3 +70,36 @@ def test_a_bad_numeric_setting_is_named_not_a_traceback(monkeypatch, capsys):
     monkeypatch.setenv("MLOPS_CAPTURE_FLUSH_SECONDS", "2.5")
     monkeypatch.setenv("MLOPS_GATEWAY_PORT", "eighty")
     assert main(["status"]) == 2 and "MLOPS_GATEWAY_PORT='eighty': expected a port number" in capsys.readouterr().err
+
+
+def _dry_run_argv(capsys, *args: str) -> list[str]:
+    import shlex
+
+    assert main(["worker", *args, "--dry-run"]) == 0
+    return shlex.split(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+def test_worker_node_serves_its_federated_queue_under_its_name(capsys):
+    """`mlops worker --node NAME`: the hardware queues plus node_NAME, Celery name NAME@<host>; --node-only: that queue."""
+    import sys
+
+    from mlops.hardware import probe
+    from mlops.resources.names import worker_queues
+
+    airflow = str(Path(sys.executable).with_name("airflow"))
+    queues = worker_queues(probe())
+    assert _dry_run_argv(capsys) == [
+        airflow, "celery", "worker", "--queues", ",".join(queues), "--concurrency", "1", "--skip-serve-logs"]
+    assert _dry_run_argv(capsys, "--node", "mac_a") == [
+        airflow, "celery", "worker", "--queues", ",".join([*queues, "node_mac_a"]), "--concurrency", "1",
+        "--celery-hostname", "mac_a@%h", "--skip-serve-logs"]
+    assert _dry_run_argv(capsys, "--node", "mac_a", "--node-only", "--concurrency", "2") == [
+        airflow, "celery", "worker", "--queues", "node_mac_a", "--concurrency", "2",
+        "--celery-hostname", "mac_a@%h", "--skip-serve-logs"]
+
+
+def test_worker_node_flags_are_checked(capsys):
+    assert main(["worker", "--node-only", "--dry-run"]) == 2
+    assert "--node-only needs --node NAME" in capsys.readouterr().err
+    assert main(["worker", "--node", "Mac-A", "--dry-run"]) == 2  # not a name the YAML accepts: no queue could match
+    assert "lowercase letters, digits and _" in capsys.readouterr().err

@@ -263,16 +263,32 @@ def cmd_pools(argv: list[str]) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    """Start an Airflow Celery worker that serves the queues this machine's probe qualifies it for."""
+    """Start an Airflow Celery worker that serves the queues this machine's probe qualifies it for
+    (and, with --node, a federated node's client queue)."""
     import importlib.util
+    import re
 
     from mlops.airflow_env import airflow_environment
+    from mlops.config.schema import NODE_PATTERN
     from mlops.hardware import probe
     from mlops.resources.names import worker_queues
 
-    queues = worker_queues(probe())
+    if args.node_only and not args.node:
+        print("--node-only needs --node NAME", file=sys.stderr)
+        return 2
+    if args.node and not re.fullmatch(NODE_PATTERN, args.node):
+        print(f"--node {args.node!r}: a federated node name is lowercase letters, digits and _ (as in the YAML's "
+              "federated.nodes)", file=sys.stderr)
+        return 2
+    # A federated node also serves its clients' queue (`node_<NAME>`) under its own name; --node-only:
+    # that queue alone, for a Mac that only lends itself to federated rounds.
+    queues = [] if args.node_only else worker_queues(probe())
+    if args.node:
+        queues.append(f"node_{args.node}")
     argv = [str(Path(sys.executable).with_name("airflow")), "celery", "worker", "--queues", ",".join(queues),
             "--concurrency", str(args.concurrency)]
+    if args.node:
+        argv += ["--celery-hostname", f"{args.node}@%h"]  # Celery expands %h: `mac_a@<host>` in Flower, `celery inspect`
     if not args.serve_logs:  # Airflow's worker log server binds every interface (0.0.0.0:8793)
         argv.append("--skip-serve-logs")
     print(f"queues for this machine: {', '.join(queues)}")
@@ -341,6 +357,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--concurrency", type=int, default=WORKER_CONCURRENCY,
                    help=f"tasks the worker runs at once (default {WORKER_CONCURRENCY}: ML tasks are heavy)")
     p.add_argument("--serve-logs", action="store_true", help="run Airflow's worker log server (listens on all interfaces)")
+    p.add_argument("--node", metavar="NAME",
+                   help="also serve federated node NAME's client tasks (queue node_NAME); the worker is named NAME@host")
+    p.add_argument("--node-only", action="store_true", help="with --node: serve node_NAME only (no hardware queues)")
     p.set_defaults(func=cmd_worker)
     p = sub.add_parser("airflow", help="run an Airflow command with the platform's environment")
     p.add_argument("airflow_args", nargs=argparse.REMAINDER)

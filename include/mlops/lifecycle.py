@@ -9,6 +9,10 @@ Two DAGs per project: `<name>__lifecycle` (data to a built, registered model) an
 better model goes live with no manual step. With `monitoring.enabled`, `<name>__monitor`
 checks drift, accuracy and serving performance on its schedule and publishes the project's
 retrain asset, which the lifecycle is also scheduled on.
+
+With `federated:` the one `train` step becomes rounds of federated averaging (`federated_plan`):
+one task per client and round, an aggregate per round that waits for its clients in the triggerer,
+and `publish_model`, whose result has the shape `train`'s has, so the steps after it are unchanged.
 """
 
 from __future__ import annotations
@@ -90,22 +94,15 @@ def deploy_plan(config: ProjectConfig) -> list[Step]:
 
 
 def lifecycle_plan(config: ProjectConfig) -> list[Step]:
-    """The ordered steps of `<project>__lifecycle`, each depending on the one before."""
-    metric = config.evaluation.metric or "the family's first metric"
-    gate = (
-        f"registers only if {metric} meets {config.evaluation.threshold}"
-        if config.evaluation.threshold is not None
-        else "no threshold set: every evaluated model is registered"
-    )
+    """The ordered steps of `<project>__lifecycle`, each depending on the one before
+    (federated projects: `federated_plan`, whose DAG is not a chain)."""
+    if config.federated is not None:
+        return federated_plan(config)
     queue = queue_for(config.scheduling.requires, config.scheduling.min_memory_gb)
     memory = config.training.memory_gb
     return [
-        Step("pull_data", "Generate or fetch the project's data and pin its DVC version."),
-        Step(
-            "thermal_gate",
-            f"Wait while the machine's thermal state is `{config.scheduling.thermal_threshold}` or worse "
-            "(deferred to the triggerer: holds no worker slot while waiting).",
-        ),
+        _pull_data(),
+        _thermal_gate(config),
         Step(
             "train",
             f"Train the `{config.model.family}` MLX model, tracked in MLflow (holds {memory_slots(memory)} "
@@ -114,6 +111,32 @@ def lifecycle_plan(config: ProjectConfig) -> list[Step]:
             pool_slots=memory_slots(memory),
             queue=queue,
         ),
+        *_after_training(config),
+    ]
+
+
+def _pull_data() -> Step:
+    return Step("pull_data", "Generate or fetch the project's data and pin its DVC version.")
+
+
+def _thermal_gate(config: ProjectConfig) -> Step:
+    return Step(
+        "thermal_gate",
+        f"Wait while the machine's thermal state is `{config.scheduling.thermal_threshold}` or worse "
+        "(deferred to the triggerer: holds no worker slot while waiting).",
+    )
+
+
+def _after_training(config: ProjectConfig) -> list[Step]:
+    """evaluate, register, build, version_artifacts: the same for a trained and a federated model."""
+    metric = config.evaluation.metric or "the family's first metric"
+    gate = (
+        f"registers only if {metric} meets {config.evaluation.threshold}"
+        if config.evaluation.threshold is not None
+        else "no threshold set: every evaluated model is registered"
+    )
+    queue = queue_for(config.scheduling.requires, config.scheduling.min_memory_gb)
+    return [
         Step("evaluate", "Re-score the saved model on the held-out split.", pool=COMPUTE_POOL, queue=queue),
         Step("register", f"Register the model version with its tags; {gate}."),
         Step(
@@ -127,4 +150,62 @@ def lifecycle_plan(config: ProjectConfig) -> list[Step]:
             "Version the model folder with DVC and push it (also for models not registered).",
             trigger_rule="none_failed",
         ),
+    ]
+
+
+def federated_plan(config: ProjectConfig) -> list[Step]:
+    """The steps of a federated `<project>__lifecycle`. `train_client` documents the per-client tasks
+    `round_<r>.train_<client>`; with nodes each runs on its node's queue (`mlops.federated.plan.client_queue`)."""
+    from mlops.federated.plan import client_names
+
+    f = config.federated
+    clients = client_names(config)
+    per_round = f.clients_per_round or len(clients)
+    memory = config.training.memory_gb
+    if f.nodes:  # each client's machine: its worker's concurrency bounds it, not this machine's pools
+        where, placement = "on its node's queue (the machine that holds the client; no pool)", {}
+    else:
+        where = f"on this machine, holding {memory_slots(memory)} GB of the `{MEMORY_POOL}` pool"
+        placement = {
+            "pool": MEMORY_POOL,
+            "pool_slots": memory_slots(memory),
+            "queue": queue_for(config.scheduling.requires, config.scheduling.min_memory_gb),
+        }
+    client_doc = (
+        f"`round_<r>.train_<client>` for each of {', '.join(clients)}: {f.local_epochs} local epoch(s) from the last "
+        f"global weights on the client's own partition, {where}; a client not sampled this round, or whose round "
+        f"already aggregated without it, is skipped. Time limit {f.round_timeout_s:g} s."
+    )
+    return [
+        _pull_data(),
+        Step(
+            "partition_data",
+            f"Split the training rows among the {len(clients)} clients (label-skewed where the data marks a client, "
+            "else a seeded even split); each partition is versioned with DVC.",
+        ),
+        _thermal_gate(config),
+        Step(
+            "start_federation",
+            f"Open the federation's MLflow run, save the initial global weights, and draw each of the {f.rounds} "
+            f"rounds' {per_round} sampled client(s).",
+        ),
+        Step("train_client", client_doc, **placement),
+        Step(
+            "aggregate",
+            f"`round_<r>.aggregate`: wait (in the triggerer, up to {f.round_timeout_s:g} s) for the round's sampled "
+            f"clients, then average the weights of those that reported (FedAvg, weighted by examples) if at least "
+            f"{f.min_clients} did, else fail the round; score the global model.",
+        ),
+        Step(
+            "publish_model",
+            "Apply the post-training techniques to the last round's global model, evaluate it and save it as "
+            "`train` would (MLflow model of the federation's run).",
+        ),
+        Step(
+            "participation",
+            "Which client trained which round (from MLflow). Runs whatever the client tasks' outcome, so a lost "
+            "client fails no run whose rounds met their quorum.",
+            trigger_rule="all_done",
+        ),
+        *_after_training(config),
     ]

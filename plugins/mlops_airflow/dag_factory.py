@@ -76,7 +76,8 @@ def _lifecycle_schedule(config: ProjectConfig):
 
 
 def build_lifecycle_dag(config: ProjectConfig, source: Path) -> DAG:
-    """The project's lifecycle DAG, one task per step of `mlops.lifecycle.lifecycle_plan`."""
+    """The project's lifecycle DAG, one task per step of `mlops.lifecycle.lifecycle_plan` (federated
+    projects: a task per client and round, and an aggregate per round, in place of `train`)."""
     from airflow.sdk import DAG, Asset, Param
 
     from mlops.lifecycle import lifecycle_plan, model_asset_uri
@@ -127,14 +128,73 @@ def build_lifecycle_dag(config: ProjectConfig, source: Path) -> DAG:
             on_unknown=scheduling.on_unknown_thermal,
             doc_md=steps["thermal_gate"].doc,
         )
-        train = MLXTrainOperator(data=pull_data.output, **common("train"))
+        if config.federated is None:
+            train = MLXTrainOperator(data=pull_data.output, **common("train"))
+            pull_data >> thermal_gate >> train
+        else:  # `train`'s place: rounds of federated averaging, whose last task returns what `train` returns
+            train = _federated_rounds(config, common, pull_data, thermal_gate)
         evaluate = MLXEvaluateOperator(data=pull_data.output, training=train.output, **common("evaluate"))
         register = MLflowRegisterOperator(training=train.output, evaluation=evaluate.output, **common("register"))
         model_asset = Asset(name=f"{config.name}__model", uri=model_asset_uri(config.name))
         build = BentoBuildOperator(registered=register.output, outlets=[model_asset], **common("build"))
         version_artifacts = DVCVersionArtifactsOperator(training=train.output, **common("version_artifacts"))
-        pull_data >> thermal_gate >> train >> evaluate >> register >> build >> version_artifacts
+        train >> evaluate >> register >> build >> version_artifacts
     return dag
+
+
+def _federated_rounds(config: ProjectConfig, common, pull_data, thermal_gate):
+    """partition_data, start_federation, TaskGroups `round_<r>` (a client task each + `aggregate`),
+    publish_model and participation; returns publish_model (the `train` of the steps after it).
+
+    Client tasks are upstream of `participation` only, never of their round's aggregate, which
+    waits for their results in MLflow: a client whose machine is gone never blocks a round, and
+    (a non-leaf, `participation` being `all_done`) fails no run whose rounds met their quorum.
+    """
+    from airflow.sdk import TaskGroup
+
+    from mlops.federated.plan import client_names, client_queue
+    from operators.federated import (
+        FederatedAggregateOperator,
+        FederatedClientOperator,
+        ParticipationOperator,
+        PartitionDataOperator,
+        PublishFederatedModelOperator,
+        StartFederationOperator,
+    )
+
+    federated = config.federated
+    partition = PartitionDataOperator(data=pull_data.output, **common("partition_data"))
+    start = StartFederationOperator(data=pull_data.output, partitions=partition.output, **common("start_federation"))
+    pull_data >> partition >> thermal_gate >> start
+    client_args = {k: v for k, v in common("train_client").items() if k != "task_id"}
+    time_limit = timedelta(seconds=federated.round_timeout_s)
+    clients, previous = [], start
+    for number in range(1, federated.rounds + 1):
+        with TaskGroup(f"round_{number}", tooltip=f"Round {number} of {federated.rounds}: clients, then FedAvg"):
+            for name in client_names(config):
+                queue = client_queue(config, name)  # a node's own queue; None: this machine (the plan's pool, queue)
+                placement = {"queue": queue} if queue else {}
+                client = FederatedClientOperator(
+                    task_id=f"train_{name}",
+                    client=name,
+                    round=number,
+                    federation=start.output,
+                    partitions=partition.output,
+                    execution_timeout=time_limit,
+                    **{**client_args, **placement},
+                )
+                previous >> client
+                clients.append(client)
+            aggregate = FederatedAggregateOperator(
+                round=number, federation=start.output, data=pull_data.output, **common("aggregate")
+            )
+            previous >> aggregate
+        previous = aggregate
+    publish = PublishFederatedModelOperator(federation=start.output, data=pull_data.output, **common("publish_model"))
+    previous >> publish
+    participation = ParticipationOperator(federation=start.output, **common("participation"))
+    clients >> participation
+    return publish
 
 
 def _companion_dag(config: ProjectConfig, source: Path, kind: str, description: str, schedule, doc: str, **kwargs) -> DAG:

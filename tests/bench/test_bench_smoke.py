@@ -27,6 +27,11 @@ JOBS = 2
 TIMEOUT = 420  # per script; a smoke run takes seconds to a minute on 2 cores
 
 # script -> what its table prints (headers, row labels); listed heaviest first (started first).
+# Scripts too slow for the suite's 20 minutes, and what covers their path instead.
+MANUAL = {
+    "ray_two_nodes.py": "two Ray nodes and a node-loss failover take ~60 s on 2 cores; tests/serving/test_ray_deploy.py::"
+    "test_a_second_node_joins_the_head_and_runs_one_of_two_replicas runs the same join, placement and requests",
+}
 SMOKE: dict[str, tuple[str, ...]] = {
     "serving.py": ("1. overhead", "2. backends", "3. batching", "4. swap", "req/s", "p99 ms"),
     "drift_operator.py": ("variant", "compared", "first s", "steps (s)", "bare+paths", "operator"),
@@ -83,6 +88,8 @@ def test_every_smoke_entry_is_a_bench_script():
 @pytest.mark.timeout(1800)  # waits for its script in the shared pool, not only for its own run (TIMEOUT each)
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_bench_script_runs_at_smoke_size(script: str, smoke_runs: dict[str, Future]):
+    if script in MANUAL:
+        pytest.skip(MANUAL[script])
     assert script in SMOKE, (
         f"bench/{script} has no smoke size: give it a `--smoke` option (the same path at a tiny size, "
         f"seconds) and list the headers of its table in SMOKE ({__file__})"

@@ -72,6 +72,12 @@ def test_nine_projects_parse_without_heavy_imports_db_or_network():
     assert result["calls"] == []
     tasks = result["tasks"]["quantized_optimization__lifecycle"]
     assert tasks == ["pull_data", "thermal_gate", "train", "evaluate", "register", "build", "version_artifacts"]
+    # The federated project: 4 rounds of 4 local clients (tests/dags/test_federated_dag.py checks the shape).
+    rounds = [f"round_{r}.{t}" for r in range(1, 5) for t in ("train_client_1", "train_client_2", "train_client_3",
+                                                                "train_client_4", "aggregate")]
+    assert sorted(result["tasks"]["federated_learning__lifecycle"]) == sorted([
+        "pull_data", "partition_data", "thermal_gate", "start_federation", *rounds, "publish_model", "participation",
+        "evaluate", "register", "build", "version_artifacts"])
 
 
 def test_broken_yaml_is_an_import_error_and_hides_no_other_dag(tmp_path: Path):

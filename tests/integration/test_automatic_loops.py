@@ -14,7 +14,7 @@ import json
 import urllib.request
 from pathlib import Path
 
-from mlops_testing import airflow_cluster, sqlite_rows, tiny_project, wait_for
+from mlops_testing import airflow_api, airflow_api_up, airflow_cluster, sqlite_rows, tiny_project, wait_for
 
 from mlops.lifecycle import retrain_asset_uri
 
@@ -22,33 +22,16 @@ MONITORED = "monitoring:\n  enabled: true\n  schedule: null\n"
 ACTIVE, OPTED_OUT = "loop_on", "loop_off"
 
 
-def _api(port: int, path: str, body: dict | None = None, token: str | None = None) -> dict:
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}{path}",
-        data=json.dumps(body).encode() if body is not None else None,
-        headers={"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})},
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.loads(response.read())
-
-
-def _api_up(port: int) -> bool:
-    try:
-        return _api(port, "/api/v2/monitor/health")["metadatabase"]["status"] == "healthy"
-    except OSError:
-        return False
-
-
 def _token(port: int, state: Path) -> str:
     passwords = json.loads((state / "airflow" / "simple_auth_manager_passwords.json.generated").read_text())
-    return _api(port, "/auth/token", {"username": "admin", "password": passwords["admin"]})["access_token"]
+    return airflow_api(port, "/auth/token", {"username": "admin", "password": passwords["admin"]})["access_token"]
 
 
 def _request_retrain(port: int, token: str, project: str) -> None:
     uri = retrain_asset_uri(project)
-    assets = _api(port, f"/api/v2/assets?uri_pattern={urllib.request.quote(uri)}", token=token)["assets"]
+    assets = airflow_api(port, f"/api/v2/assets?uri_pattern={urllib.request.quote(uri)}", token=token)["assets"]
     (asset,) = [a for a in assets if a["uri"] == uri]
-    _api(port, "/api/v2/assets/events", {"asset_id": asset["id"], "extra": {"reason": "test: retrain request"}}, token)
+    airflow_api(port, "/api/v2/assets/events", {"asset_id": asset["id"], "extra": {"reason": "test: retrain request"}}, token)
 
 
 def test_a_retrain_request_runs_the_lifecycle_without_any_unpause(tmp_path: Path):
@@ -74,7 +57,7 @@ def test_a_retrain_request_runs_the_lifecycle_without_any_unpause(tmp_path: Path
         wait_for(lambda: len(sqlite_rows(db, "select id from asset where uri like 'mlops://retrain/%'")) == 2,
                  60, "both retrain assets to be registered", interval=1)
 
-        wait_for(lambda: _api_up(port), 120, "Airflow's api-server to answer", interval=1)
+        wait_for(lambda: airflow_api_up(port), 120, "Airflow's api-server to answer", interval=1)
         token = _token(port, cluster["state"])
         for project in (ACTIVE, OPTED_OUT):
             _request_retrain(port, token, project)

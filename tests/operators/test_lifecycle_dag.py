@@ -14,6 +14,7 @@ import pytest
 from mlops_testing import cpu_model_name, free_port, memory_total_bytes, mlx_device
 
 from mlops.config import parse_project_text
+from mlops.config.loader import load_project
 from mlops.data.project_data import load_arrays
 from mlops.settings import get_settings
 
@@ -213,6 +214,17 @@ def test_every_shipped_project_runs_its_lifecycle_to_a_registered_model(project:
     monkeypatch.setenv("MLOPS_PROJECTS_DIR", str(REPO / "projects"))
     dag = DagBag(dag_folder=str(REPO / "dags" / "project_lifecycles.py")).get_dag(f"{project}__lifecycle")
     tis = {ti.task_id: ti for ti in dag.test().get_task_instances()}
-    assert {t: ti.state for t, ti in tis.items()} == dict.fromkeys(
-        ["pull_data", "thermal_gate", "train", "evaluate", "register", "build", "version_artifacts"], "success"
-    ), tis["evaluate"].xcom_pull(task_ids="evaluate")
+    states = {t: ti.state for t, ti in tis.items()}
+    config = load_project(REPO / "projects" / f"{project}.yaml")
+    if config.federated is None:
+        steps = ["pull_data", "thermal_gate", "train", "evaluate", "register", "build", "version_artifacts"]
+        assert states == dict.fromkeys(steps, "success"), tis["evaluate"].xcom_pull(task_ids="evaluate")
+        return
+    # Federated: every round trains the clients it sampled (the others skip) and aggregates them.
+    fed = config.federated
+    skipped = sorted(t for t, s in states.items() if s == "skipped")
+    assert all(t.startswith("round_") and ".train_" in t for t in skipped), states
+    assert len(skipped) == fed.rounds * (fed.client_count - (fed.clients_per_round or fed.client_count)), states
+    assert {s for t, s in states.items() if t not in skipped} == {"success"}, states
+    rounds = [tis[f"round_{r}.aggregate"].xcom_pull(task_ids=f"round_{r}.aggregate") for r in range(1, fed.rounds + 1)]
+    assert all(not r["missing"] and len(r["clients"]) == (fed.clients_per_round or fed.client_count) for r in rounds)

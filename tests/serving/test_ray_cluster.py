@@ -58,3 +58,26 @@ def test_no_head_at_all_says_how_to_start_one(monkeypatch, tmp_path):
     with pytest.raises(ConnectionError, match=r"no Ray head at 127.0.0.1:\d+: start the platform with `mlops up`"):
         with connected(settings):
             pass
+
+
+def test_a_replica_on_another_node_downloads_its_version_from_mlflow(monkeypatch, tmp_path):
+    """The deployer hands replicas a path in its own serving cache; a replica that Ray places on another
+    Mac finds nothing there and fetches the version from the registry into that node's cache."""
+    from serving_support import train_and_register
+
+    from mlops.serving.ray_app import model_folder_on_this_node
+    from mlops.settings import Settings
+    from mlops.training.artifacts import read_manifest
+
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    shared = {"MLOPS_TRACKING_URI": store, "MLOPS_ARTIFACTS_URI": str(tmp_path / "artifacts")}
+    deployer = Settings.from_env({"MLOPS_HOME": str(tmp_path / "coordinator"), **shared})
+    version = train_and_register(deployer, "two_nodes", "mlp_classifier")
+    number = int(version["version"])
+    for name, value in {"MLOPS_HOME": str(tmp_path / "other_mac"), **shared}.items():
+        monkeypatch.setenv(name, value)
+    deployers_path = tmp_path / "coordinator" / "serving" / "two_nodes" / str(number)  # absent on this "node"
+    folder = model_folder_on_this_node(deployers_path, "two_nodes", number)
+    assert folder == tmp_path / "other_mac" / "serving" / "two_nodes" / str(number)
+    assert read_manifest(folder)["project"] == "two_nodes"
+    assert model_folder_on_this_node(folder, "two_nodes", number) == folder  # present: used as it is

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
-from mlops_testing import free_port, ray_head, wait_for
+from mlops_testing import free_port, free_port_run, ray_head, wait_for
 from serving_support import train_and_register
 
 from mlops.config.schema import ServingConfig
@@ -64,7 +64,7 @@ def cluster(tmp_path_factory):
     home = tmp_path_factory.mktemp("ray-home")
     env = {
         "MLOPS_HOME": str(home),
-        "MLOPS_RAY_PORT": str(free_port()),
+        "MLOPS_RAY_PORT": str(free_port_run(3)),  # the head binds it and the next two
         "MLOPS_SERVE_PORT": str(free_port()),
         "MLOPS_GATEWAY_PORT": str(free_port()),
         "MLOPS_SERVING_MEMORY_GB": "4",
@@ -478,3 +478,78 @@ def test_a_process_that_read_another_clusters_token_connects_with_this_ones(clus
     with connected(cluster.settings):
         assert ray.is_initialized()
         assert int(ray.cluster_resources()["memory"]) == cluster.settings.serving_memory_bytes
+
+
+def _replica_nodes(app: str) -> dict[str, str]:
+    """replica id -> node id of the app's RUNNING replicas, as Serve's controller reports them."""
+    from ray.serve.context import _get_global_client
+
+    deployments = _get_global_client().get_serve_details()["applications"][app]["deployments"]
+    return {r["replica_id"]: r["node_id"] for d in deployments.values() for r in d["replicas"] if r["state"] == "RUNNING"}
+
+
+def test_a_second_node_joins_the_head_and_runs_one_of_two_replicas(cluster):
+    """README "Several Macs" on loopback: a node joined with `ray start --address` and a copy of the head's
+    token runs one of a 2-replica deployment's replicas (Serve's default SPREAD placement), and it answers.
+
+    bench/ray_two_nodes.py measures the same path, and what losing the node costs (a SIGKILL under load:
+    no failed request, 2 replicas on the head again 5-19 s later), which takes too long for the suite.
+    Last in the module: the node is killed at the end and the GCS lists it alive ~15 s more, so a
+    deploy right after could be placed on it."""
+    import shutil
+    import signal
+    import sys
+    import tempfile
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from mlops_testing import _popen_logged, _stop
+
+    from mlops.serving.deploy import deploy_version, undeploy
+    from mlops.serving.ray_cluster import connected, ensure_ray_token, ray_address, ray_environment
+    from mlops.serving.routes import read_routes, routes_file
+
+    settings = cluster.settings
+    node_dir = Path(tempfile.mkdtemp(prefix="mlops-ray2-"))  # short: Ray's unix sockets live under it
+    token = node_dir / "ray_token"  # the second Mac's copy of the head's token
+    shutil.copyfile(ensure_ray_token(settings), token)
+    token.chmod(0o600)
+    argv = [  # the README's join command; two nodes on one machine also need their own temp dir and agent port
+        str(Path(sys.executable).with_name("ray")), "start", "--block", "--address", ray_address(settings),
+        "--node-ip-address", "127.0.0.1", f"--temp-dir={node_dir / 'ray'}",
+        f"--dashboard-agent-listen-port={free_port()}", "--disable-usage-stats",
+    ]
+    node = _popen_logged(argv, node_dir / "node.log", env={**os.environ, **ray_environment(settings),
+                                                           "RAY_AUTH_TOKEN_PATH": str(token)})
+    _, routes = read_routes(routes_file(settings))
+    serving_now = routes[PROJECT].version if PROJECT in routes else None
+    version = next(v for v in cluster.versions if v != serving_now)  # a deploy that changes something
+    try:
+        with connected(settings):  # imports Ray once the token variables are set
+            import ray
+
+            head = ray.get_runtime_context().get_node_id()
+            second = wait_for(
+                lambda: node.poll() is None and next(
+                    (n["NodeID"] for n in ray.nodes() if n["Alive"] and n["NodeID"] != head), None),
+                60, "the second node alive in the GCS", interval=0.2,
+            )
+        serving = ServingConfig(enabled=True, min_replicas=2, max_replicas=2, memory_gb=0.5)
+        assert deploy_version(settings, PROJECT, serving, version)["changed"]
+        app = f"{PROJECT}-v{version}"
+        with connected(settings):
+            from ray import serve
+
+            assert sorted(_replica_nodes(app).values()) == sorted([head, second]), (node_dir / "node.log").read_text()[-3000:]
+            # Both answer, through a handle (what reaches a replica does not depend on the proxy's routing).
+            handle = serve.get_deployment_handle("model", app_name=app)
+            try:
+                pids = {handle.remote(SimpleNamespace(method="GET")).result(timeout_s=30)["pid"] for _ in range(40)}
+            finally:
+                handle.shutdown()  # else its metrics pusher logs errors once the driver disconnects
+            assert len(pids) == 2, pids
+        assert _predict(settings.gateway_port, cluster.key, PROJECT)["version"] == version
+    finally:
+        undeploy(settings, PROJECT)
+        _stop(node, sig=signal.SIGKILL, timeout=5)  # its whole session: ray start, raylet, workers
+        shutil.rmtree(node_dir, ignore_errors=True)

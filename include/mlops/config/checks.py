@@ -22,7 +22,7 @@ Problem = tuple[tuple[Any, ...], str, "str | None", bool]
 
 def project_checks(file: str, config: ProjectConfig, code_dir: Path, projects_dir: Path, deep: bool) -> list[Problem]:
     """Every problem of the project beyond its schema (see the module docstring)."""
-    problems: list[Problem] = []
+    problems: list[Problem] = federated_problems(config)
     python = None
     if deep:
         environment, python = environment_problems(file, config)
@@ -48,6 +48,21 @@ def project_checks(file: str, config: ProjectConfig, code_dir: Path, projects_di
             found = [[["model", "family"], f"checking the family in the project's environment failed: {exc}", None, False]]
     problems += [(tuple(loc), message, suggestion, key) for loc, message, suggestion, key in found]
     return problems
+
+
+def federated_problems(config: ProjectConfig) -> list[Problem]:
+    """Rounds average plain weights: only techniques applied once the rounds are over fit a federated model."""
+    from mlops.config.schema import POST_TRAINING_TECHNIQUES
+
+    if config.federated is None:
+        return []
+    during = [t for t in config.training.techniques if t not in POST_TRAINING_TECHNIQUES]
+    if not during:
+        return []
+    index = config.training.techniques.index(during[0])
+    return [(("training", "techniques", index),
+             f"{', '.join(during)} cannot be combined with `federated`: only {' and '.join(POST_TRAINING_TECHNIQUES)} "
+             "(applied once the rounds are over) can", None, False)]
 
 
 def family_problems(

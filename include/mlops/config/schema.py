@@ -282,6 +282,68 @@ class EnvironmentConfig(Section):
         return value
 
 
+NODE_PATTERN = r"^[a-z][a-z0-9_]{0,30}$"
+POST_TRAINING_TECHNIQUES = ("quantization", "pruning")  # what a federated model can get once the rounds are over
+
+
+class FederatedNode(Section):
+    """One machine that trains a client of every round on its own data partition."""
+
+    name: str = Field(pattern=NODE_PATTERN, description="The client's name (task `round_<r>.train_<name>`).")
+    queue: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9_.-]{1,100}$",
+        description="Celery queue the node's worker serves; default `node_<name>` (what `mlops worker --node <name>` serves).",
+    )
+
+
+class FederatedConfig(Section):
+    """Federated averaging across clients, one Airflow task per client and round (see README, Federated learning).
+
+    Like Flower's server: each round samples clients, waits for them up to `round_timeout_s`, and
+    averages what arrived, weighted by each client's examples, when at least `min_clients` did.
+    """
+
+    rounds: int = Field(3, ge=1, le=100, description="Communication rounds.")
+    nodes: list[FederatedNode] = Field(
+        default_factory=list,
+        description="Machines taking part, one client each; empty: `clients` clients on this machine.",
+    )
+    clients: int | None = Field(
+        None, ge=1, le=64, description="Without `nodes` only: how many clients run on this machine (default 4)."
+    )
+    clients_per_round: int | None = Field(
+        None, ge=1, le=64, description="Clients sampled each round (seeded per federation and round); unset: all."
+    )
+    min_clients: int = Field(1, ge=1, le=64, description="Quorum: fewer sampled clients reporting in time fails the round.")
+    round_timeout_s: float = Field(
+        600, ge=5, le=7 * 86400, description="How long a round waits for its clients; also each client task's time limit."
+    )
+    local_epochs: int = Field(1, ge=1, le=1000, description="Passes of each client over its own partition per round.")
+
+    @property
+    def client_count(self) -> int:
+        return len(self.nodes) if self.nodes else (self.clients or 4)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> FederatedConfig:
+        if self.nodes and self.clients is not None:
+            raise ValueError(f"give either nodes ({len(self.nodes)} listed: one client each) or clients, not both")
+        for what, values in (("node name", [n.name for n in self.nodes]),
+                             ("node queue", [n.queue or f"node_{n.name}" for n in self.nodes])):
+            repeated = sorted({v for v in values if values.count(v) > 1})
+            if repeated:
+                raise ValueError(f"{what} {', '.join(repeated)} appears more than once: each node needs its own")
+        count = self.client_count
+        per_round = self.clients_per_round or count
+        if per_round > count:
+            raise ValueError(f"clients_per_round ({per_round}) is more than the {count} clients")
+        if self.min_clients > per_round:
+            raise ValueError(f"min_clients ({self.min_clients}) is more than the {per_round} clients sampled per round: "
+                             "no round could ever aggregate")
+        return self
+
+
 class ProjectConfig(Section):
     """One toolkit project: what it trains, how, and when."""
 
@@ -308,6 +370,9 @@ class ProjectConfig(Section):
     environment: EnvironmentConfig = Field(default_factory=EnvironmentConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     compare: CompareConfig = Field(default_factory=CompareConfig)
+    federated: FederatedConfig | None = Field(
+        None, description="Train by federated averaging over clients (machines or local ones); unset: one training task."
+    )
 
     @field_validator("schedule")
     @classmethod

@@ -40,7 +40,7 @@ def data_paths(settings: Settings, project: str) -> tuple[Path, Path]:
     return folder, folder.with_name(project + ".dvc")
 
 
-def _write_dataset(folder: Path, arrays: dict[str, np.ndarray], spec: dict[str, Any]) -> None:
+def write_dataset(folder: Path, arrays: dict[str, np.ndarray], spec: dict[str, Any]) -> None:
     """Write the arrays to a fresh folder, then swap it in (never a half-written data set)."""
     import numpy as np
 
@@ -54,7 +54,7 @@ def _write_dataset(folder: Path, arrays: dict[str, np.ndarray], spec: dict[str, 
     staging.rename(folder)
 
 
-def _read_spec(folder: Path) -> dict[str, Any] | None:
+def read_spec(folder: Path) -> dict[str, Any] | None:
     try:
         return json.loads((folder / SPEC_FILE).read_text())
     except (OSError, ValueError):
@@ -95,14 +95,14 @@ def ensure_project_data(
         if version:
             checkout_version(repo, dvc_file, folder, version)
             md5 = version
-        elif dvc_file.exists() and _read_spec(folder) == spec:
+        elif dvc_file.exists() and read_spec(folder) == spec:
             md5 = tracked_hash(dvc_file)
             push(repo, dvc_file)  # no-op when the remote has it; heals a push that failed earlier
         else:
             from mlops.training.families import family_for
 
             arrays = family_for(settings, project, family).make_dataset(seed, num_samples, hyperparameters)
-            _write_dataset(folder, arrays, spec)
+            write_dataset(folder, arrays, spec)
             md5 = add_and_push(repo, folder)
             created = True
         return {

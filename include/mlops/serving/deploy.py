@@ -25,7 +25,8 @@
 
 Ray Serve's own in-place update is not used: for a single replica it stops the old replica
 before the new one is ready. Replicas read the model folder from this machine's serving
-cache, so a multi-node cluster needs that folder on shared storage.
+cache; a replica Ray places on another node downloads the version from MLflow into that
+node's own cache (`ray_app.model_folder_on_this_node`).
 """
 
 from __future__ import annotations

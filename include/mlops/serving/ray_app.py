@@ -21,16 +21,35 @@ from typing import Any
 from ray import serve
 
 
+def model_folder_on_this_node(folder: Path, project: str, version: int) -> Path:
+    """`folder` (the deployer's serving cache) when this node has it, else the version downloaded from
+    MLflow into this node's own cache: a replica placed on another Mac finds no deployer's path there.
+    That node's environment names the tracking server (MLOPS_TRACKING_URI, MLFLOW_TRACKING_USERNAME/PASSWORD)."""
+    from mlops.serving.registry_models import download_model_dir, mlx_cache_complete
+
+    if mlx_cache_complete(folder):
+        return folder
+    from mlflow import MlflowClient
+
+    from mlops.settings import get_settings
+    from mlops.tracking.client import configure
+
+    settings = get_settings()
+    configure(settings)
+    return download_model_dir(MlflowClient(), project, version, settings.home / "serving")
+
+
 @serve.deployment(name="model", max_ongoing_requests=64, graceful_shutdown_timeout_s=30)
 class MLXReplica:
     def __init__(self, folder: str, project: str, version: int, max_batch_size: int, batch_wait_s: float):
         from mlops.training.artifacts import model_family, read_manifest, restore_session
 
         self.project, self.version = project, version
-        manifest = read_manifest(Path(folder))
-        self.signature = model_family(Path(folder), manifest).signature(manifest["hyperparameters"])
+        folder = model_folder_on_this_node(Path(folder), project, version)
+        manifest = read_manifest(folder)
+        self.signature = model_family(folder, manifest).signature(manifest["hyperparameters"])
         self.mlx = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlx")
-        self.session = self.mlx.submit(restore_session, Path(folder)).result()
+        self.session = self.mlx.submit(restore_session, folder).result()
         self.device = self.mlx.submit(_device_name).result()
         self.batched.set_max_batch_size(max_batch_size)
         self.batched.set_batch_wait_timeout_s(batch_wait_s)

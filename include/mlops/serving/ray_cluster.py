@@ -46,6 +46,10 @@ def ray_environment(settings: Settings) -> dict[str, str]:
         "RAY_AUTH_MODE": "token",
         "RAY_AUTH_TOKEN_PATH": str(ensure_ray_token(settings)),
         "RAY_USAGE_STATS_ENABLED": "0",
+        # Serve's HTTP proxy runs on the head and by default sends every request to a replica on its own
+        # node while that one has room (up to 64 in flight): a second Mac's replicas would stand idle behind
+        # the gateway. Off, requests spread over every node's replicas (bench/ray_two_nodes.py).
+        "RAY_SERVE_PROXY_PREFER_LOCAL_NODE_ROUTING": "0",
     }
 
 

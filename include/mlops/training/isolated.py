@@ -12,7 +12,7 @@ import json
 from typing import Any
 
 
-def _plain(value: Any) -> Any:
+def plain_json(value: Any) -> Any:
     """The result as JSON types (numpy scalars and paths become numbers and text)."""
     return json.loads(json.dumps(value, default=lambda v: v.item() if hasattr(v, "item") else str(v)))
 
@@ -22,16 +22,25 @@ def train(
 ) -> dict[str, Any]:
     from mlops.config.schema import ProjectConfig
     from mlops.settings import Settings
+    from mlops.data.local_copies import data_folder
     from mlops.training.trainer import train_project
 
-    project = ProjectConfig.model_validate(config)
-    return _plain(train_project(Settings.from_env(settings), project, data_path, data_version, run_tags))
+    project, here = ProjectConfig.model_validate(config), Settings.from_env(settings)
+    data_path = str(data_folder(here, project.name, data_version))  # pulled here if pull_data ran elsewhere
+    return plain_json(train_project(here, project, data_path, data_version, run_tags))
 
 
-def evaluate(config: dict[str, Any], settings: dict[str, str], data_path: str, run_id: str, model_path: str) -> dict[str, Any]:
+def evaluate(
+    config: dict[str, Any], settings: dict[str, str], data_version: str, run_id: str, model_uri: str
+) -> dict[str, Any]:
+    """Evaluate run `run_id`'s model on data version `data_version`, both fetched here when the steps
+    before ran on another machine (`mlops.data.local_copies`)."""
     from mlops.config.schema import ProjectConfig
+    from mlops.data.local_copies import data_folder, model_folder
     from mlops.settings import Settings
     from mlops.training.evaluate import evaluate_model
 
-    project = ProjectConfig.model_validate(config)
-    return _plain(evaluate_model(Settings.from_env(settings), project, data_path, run_id, model_path))
+    project, here = ProjectConfig.model_validate(config), Settings.from_env(settings)
+    data_path = data_folder(here, project.name, data_version)
+    model_path = model_folder(here, project.name, run_id, model_uri)
+    return plain_json(evaluate_model(here, project, str(data_path), run_id, str(model_path)))
