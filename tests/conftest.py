@@ -31,14 +31,14 @@ os.environ.update(airflow_environment(get_settings()))
 plugins_on_path()  # `mlops_airflow` importable before Airflow is, as in every Airflow process
 
 
-# Tests that start real servers or clusters (Airflow, Ray, MLflow on PostgreSQL, a browser): one xdist
-# worker runs them one after another (`-n 2 --dist loadgroup` in pyproject's addopts); two such tests at
-# once on 2 cores would only slow each other. The bench scripts' smoke runs (their own gateways and Ray,
-# two scripts at a time) are the other group: xdist hands the two largest groups to the two workers
-# first (`loadscope` reordering), and the rest of the suite fills in around them. In one group the
-# servers' worker ran ~19 min while the other idled for the last ~6.
-SERVER_TESTS = ("integration/", "serving/test_ray_deploy.py", "environments/test_isolated_lifecycles.py", "browser/")
-BENCH_TESTS = ("bench/",)
+# Tests that start real servers or clusters (Airflow, Ray, MLflow on PostgreSQL, a browser, the bench
+# scripts' gateways): one xdist worker runs them one after another, while the other worker takes the rest
+# of the suite (`-n 2 --dist loadgroup` in pyproject's addopts). Two such tests at once on 2 cores would
+# only slow each other: with the bench scripts as a second group on the other worker, the servers' tests
+# took up to 1.5x longer and the suite as long as before. The isolated-environment lifecycles run beside
+# them: uv environments and `dag.test()` runs like the ungrouped lifecycle tests, and a short-lived Ray head
+# of their own (ports from `free_port_run`) for one deploy at the end.
+SERVER_TESTS = ("integration/", "serving/test_ray_deploy.py", "bench/", "browser/")
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups into the node ids
@@ -48,8 +48,6 @@ def pytest_collection_modifyitems(config, items):
         relative = Path(str(item.fspath)).resolve().relative_to(tests).as_posix()
         if relative.startswith(SERVER_TESTS):
             item.add_marker(pytest.mark.xdist_group("servers"))
-        elif relative.startswith(BENCH_TESTS):
-            item.add_marker(pytest.mark.xdist_group("bench"))
 
 
 def pytest_sessionfinish(session, exitstatus):

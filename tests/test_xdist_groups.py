@@ -1,8 +1,7 @@
 """The suite's split over two processes holds: tests in one `xdist_group` run on one worker.
 
 tests/conftest.py puts every test that starts servers or clusters in the group "servers" so that two
-of them never share the 2 cores, and the bench scripts' smoke runs in the group "bench", which the
-other worker takes. pytest 9.2 with pytest-xdist 3.8 drops the group silently
+of them never share the 2 cores. pytest 9.2 with pytest-xdist 3.8 drops the group silently
 (pytest-dev/pytest-xdist#1386: the node ids lose their "@group" suffix and the tests spread over both
 workers); pyproject pins pytest below 9.2 until a fixed xdist is locked. This runs a tiny suite the
 way ./run test does (-n 2 --dist loadgroup) and checks where its grouped tests ran.
@@ -17,23 +16,11 @@ from pathlib import Path
 GROUPED = '''
 import os, pytest
 
-def _record(group):
-    with open(os.environ["WHERE"], "a") as out:
-        out.write(f"{group} {os.environ['PYTEST_XDIST_WORKER']}\\n")
-
 @pytest.mark.xdist_group("servers")
 @pytest.mark.parametrize("i", range(6))
-def test_servers(i):
-    _record("servers")
-
-@pytest.mark.xdist_group("bench")
-@pytest.mark.parametrize("i", range(3))
-def test_bench(i):
-    _record("bench")
-
-@pytest.mark.parametrize("i", range(4))
-def test_loose(i):
-    pass
+def test_grouped(i):
+    with open(os.environ["WHERE"], "a") as out:
+        out.write(os.environ["PYTEST_XDIST_WORKER"] + "\\n")
 '''
 
 
@@ -46,12 +33,5 @@ def test_a_group_runs_on_one_worker(tmp_path: Path) -> None:
         cwd=tmp_path, env={"PATH": "/usr/bin:/bin", "WHERE": str(where)}, capture_output=True, text=True, timeout=120,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    ran: dict[str, list[str]] = {}
-    for line in where.read_text().splitlines():
-        group, worker = line.split()
-        ran.setdefault(group, []).append(worker)
-    assert len(ran["servers"]) == 6 and len(set(ran["servers"])) == 1, f"servers ran on {ran}: {done.stdout}"
-    assert len(ran["bench"]) == 3 and len(set(ran["bench"])) == 1, f"bench ran on {ran}: {done.stdout}"
-    # the two groups start on different workers (xdist hands out the largest scopes first), as
-    # tests/conftest.py's split of the suite counts on
-    assert set(ran["servers"]) != set(ran["bench"]), ran
+    workers = where.read_text().split()
+    assert len(workers) == 6 and len(set(workers)) == 1, f"the group ran on {sorted(set(workers))}: {done.stdout}"

@@ -113,14 +113,14 @@ def test_conflicting_requirements_run_isolated_and_every_lifecycle_succeeds(airf
     import json
     import urllib.request
 
-    from mlops_testing import free_port, ray_head
+    from mlops_testing import free_port, free_port_run, ray_head
 
     from mlops.config import load_project
     from mlops.environments.project import project_python
     from mlops.serving.deploy import deploy_version
 
-    for variable in ("MLOPS_RAY_PORT", "MLOPS_SERVE_PORT"):
-        monkeypatch.setenv(variable, str(free_port()))
+    monkeypatch.setenv("MLOPS_RAY_PORT", str(free_port_run(3)))  # the head binds it and the next two
+    monkeypatch.setenv("MLOPS_SERVE_PORT", str(free_port()))
     monkeypatch.setenv("MLOPS_SERVING_MEMORY_GB", "2")
     settings = get_settings()
     config = load_project(yamls["iso_mid"])

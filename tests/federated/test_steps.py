@@ -77,7 +77,7 @@ def test_a_client_the_round_did_not_sample_has_nothing_to_do(machines):
     clients = ["client_1", "client_2", "client_3"]
     for r in (1, 2):
         sampled = federation["sampled"][str(r)]
-        assert sampled == sample_clients(clients, 2, federation["run_id"], r) and len(sampled) == 2
+        assert sampled == sample_clients(clients, 2, f"{config.name}:{config.training.seed}", r) and len(sampled) == 2
         (left_out,) = set(clients) - set(sampled)
         skipped = steps.train_client(project, a.to_env(), federation, partitions, r, left_out, 1, {})
         assert skipped == {"status": "not_sampled", "reason": f"round {r} did not sample {left_out}"}

@@ -74,7 +74,7 @@ pytestmark = [
 ]
 
 ANY, APPLE = "crq_any", "crq_apple"
-HOLD_SECONDS = 30  # how long `train` must stay queued after the other run finished
+HOLD_SECONDS = 15  # how long `train` must stay queued after the other run finished
 FED = "fed_nodes"
 FED_DAG = f"{FED}__lifecycle"
 ROUNDS = 2

@@ -313,7 +313,7 @@ class FederatedConfig(Section):
         None, ge=1, le=64, description="Without `nodes` only: how many clients run on this machine (default 4)."
     )
     clients_per_round: int | None = Field(
-        None, ge=1, le=64, description="Clients sampled each round (seeded per federation and round); unset: all."
+        None, ge=1, le=64, description="Clients sampled each round (seeded by training.seed and the round); unset: all."
     )
     min_clients: int = Field(1, ge=1, le=64, description="Quorum: fewer sampled clients reporting in time fails the round.")
     round_timeout_s: float = Field(

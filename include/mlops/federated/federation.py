@@ -71,7 +71,7 @@ def start_federation(
         with scratch(settings) as folder:
             client.log_artifact(run_id, str(save_weights(folder / GLOBAL_FILE, session.weights())), round_dir(0))
         sampled = {
-            str(r): sample_clients(clients, federated.clients_per_round, run_id, r) for r in range(1, federated.rounds + 1)
+            str(r): sample_clients(clients, federated.clients_per_round, f"{config.name}:{config.training.seed}", r) for r in range(1, federated.rounds + 1)
         }
         federation = {
             "run_id": run_id,

@@ -33,7 +33,8 @@ def client_queue(config: ProjectConfig, name: str) -> str | None:
 
 def sample_clients(clients: list[str], per_round: int | None, seed_text: str, round_number: int) -> list[str]:
     """The clients round `round_number` trains: all, or `per_round` of them drawn with a seed made of
-    `seed_text` (the federation's run id) and the round, so every task of the run draws the same ones."""
+    `seed_text` (the project and its `training.seed`) and the round: a rerun samples the same clients,
+    as it starts from the same weights, so the same data and seed give the same model."""
     import numpy as np
 
     if per_round is None or per_round >= len(clients):
