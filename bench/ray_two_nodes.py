@@ -178,13 +178,6 @@ def _sequential(port: int, path: str, method: str, body: bytes | None, requests:
     return latencies, answers
 
 
-def _free_ray_port() -> int:
-    """MLOPS_RAY_PORT with the two ports after it free too: the head binds all three."""
-    from mlops_testing import free_port_run
-
-    return free_port_run(3)
-
-
 # --- the run --------------------------------------------------------------------------------
 
 
@@ -192,21 +185,11 @@ def main(requests: int = 300) -> None:
     sys.path.insert(0, str(REPO / "include"))
     sys.path.insert(0, str(REPO / "tests"))
     sys.path.insert(0, str(REPO / "tests" / "serving"))
-    from mlops_testing import free_port
+    from mlops_testing import bench_serving_environment
 
     home = Path(tempfile.mkdtemp(prefix="mlops-bench-2n-"))
     node_dir = Path(tempfile.mkdtemp(prefix="mlops-ray2-"))  # short: Ray's unix sockets live under it
-    os.environ.update(
-        MLOPS_HOME=str(home),
-        MLOPS_RAY_PORT=str(_free_ray_port()),  # ephemeral ports: outside Ray's worker range 10002-19999
-        MLOPS_SERVE_PORT=str(free_port()),
-        MLOPS_GATEWAY_PORT=str(free_port()),  # nobody listens: the deploy finds no gateway to announce to
-        MLOPS_SERVING_MEMORY_GB="2",
-    )
-    for name in ("MLOPS_TRACKING_URI", "MLOPS_API_KEYS"):
-        os.environ.pop(name, None)
-    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    bench_serving_environment(home, memory_gb=2)  # the deploy finds no gateway to announce to
     from mlops.serving.ray_cluster import ray_temp_dir
     from mlops.settings import Settings
 

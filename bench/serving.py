@@ -346,17 +346,9 @@ def main(requests: int = 400, swaps: int = SWAPS, steady_s: float = STEADY_S) ->
     sys.path.insert(0, str(REPO / "tests"))
     sys.path.insert(0, str(REPO / "tests" / "serving"))
     home = Path(tempfile.mkdtemp(prefix="mlops-bench-serving-"))
-    os.environ.update(
-        MLOPS_HOME=str(home),
-        MLOPS_RAY_PORT=str(_free_port()),  # ephemeral ports: outside Ray's worker range 10002-19999
-        MLOPS_SERVE_PORT=str(_free_port()),
-        MLOPS_GATEWAY_PORT=str(_free_port()),
-        MLOPS_SERVING_MEMORY_GB="4",
-    )
-    for name in ("MLOPS_TRACKING_URI", "MLOPS_API_KEYS"):
-        os.environ.pop(name, None)
-    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    from mlops_testing import bench_serving_environment
+
+    bench_serving_environment(home, memory_gb=4)
 
     from mlops.settings import Settings
 

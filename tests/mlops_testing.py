@@ -45,6 +45,23 @@ def free_port_run(count: int = 3) -> int:
     raise RuntimeError(f"no {count} consecutive free loopback ports")
 
 
+def bench_serving_environment(home: Path, memory_gb: float) -> None:
+    """Point this process (a serving bench script) at a fresh state folder, with Ray, Serve and gateway
+    ports of its own (ephemeral: outside Ray's worker range 10002-19999), no tracking server or API keys
+    from the shell, and no MLflow telemetry or progress bars."""
+    os.environ.update(
+        MLOPS_HOME=str(home),
+        MLOPS_RAY_PORT=str(free_port_run(3)),  # the head binds it and the next two
+        MLOPS_SERVE_PORT=str(free_port()),
+        MLOPS_GATEWAY_PORT=str(free_port()),
+        MLOPS_SERVING_MEMORY_GB=str(memory_gb),
+    )
+    for name in ("MLOPS_TRACKING_URI", "MLOPS_API_KEYS"):
+        os.environ.pop(name, None)
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+
 def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 1.0) -> Any:
     """Poll `predicate` until it returns something truthy; fail naming `what` after `timeout` s."""
     deadline = time.monotonic() + timeout
